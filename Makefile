@@ -1,0 +1,38 @@
+# Everything a new machine needs: Python 3.11 and make. The venv is created on first use.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint fmt typecheck bench bench-ingest bench-e2e bench-scaling bench-analyzer clean install
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: start an embedded Redis, the server and a worker; send signed calls; print the sandbox CRM
+demo: $(STAMP)
+	$(BIN)/acw-sync demo
+
+## test: lint, type-check, then the test suite (real Redis: ACW_TEST_REDIS_URL or an embedded one)
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src connectors tests bench
+	$(BIN)/ruff format --check src connectors tests bench
+
+fmt: $(STAMP)
+	$(BIN)/ruff format src connectors tests bench
+	$(BIN)/ruff check --fix src connectors tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .acw-sync .pytest_cache .mypy_cache .ruff_cache

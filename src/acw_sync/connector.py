@@ -1,0 +1,194 @@
+"""The connector contract: what a CRM plugin implements, and how plugins are found.
+
+A connector is one class in its own folder under ``connectors/`` (``config`` / ``client`` /
+``mapping`` / ``connector`` modules), registered in the ``acw_sync.connectors`` entry-point
+group. It knows its CRM's wire format and nothing of Celery, Redis or telephony providers.
+
+Required: :meth:`Connector.find_customers`, :meth:`Connector.upsert_call`,
+:meth:`Connector.create_task`, :meth:`Connector.check`, and the pure mapping pair
+:meth:`Connector.preview_call` / :meth:`Connector.preview_task` (used by ``map --dry-run``).
+Optional, declared in :class:`Capabilities`: creating customers, updating customer fields,
+owner look-up by agent email, batch writes.
+
+Idempotency: every write carries a deterministic ``key`` (``CallRecord.key`` for the activity,
+``FollowUp.key`` for a task). The core passes the object id it recorded in its ledger as
+``existing`` when it has one; when it has none the connector must reconcile on the CRM side
+(upsert on an external id, or search by the stored key) before creating, so that a worker killed
+between the CRM write and the ledger write never causes a duplicate.
+
+Errors: raise the intents in :mod:`acw_sync.errors` (``RetryableError``, ``RateLimited``,
+``QuotaExhausted``, ``AuthExpired``, ``CredentialsInvalid``, ``PermanentError``); never a raw
+library exception.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from acw_sync.errors import ConfigError
+from acw_sync.model import Agent, CallRecord, CrmObjectRef, CustomerRef, FollowUp
+
+__all__ = [
+    "Capabilities",
+    "Check",
+    "Connector",
+    "ConnectorConfig",
+    "WritePreview",
+    "load_connector_class",
+    "available_connectors",
+]
+
+ENTRY_POINT_GROUP = "acw_sync.connectors"
+
+
+class ConnectorConfig(BaseModel):
+    """Base of each connector's typed config. Mark secrets as ``pydantic.SecretStr``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connector can do beyond the required contract."""
+
+    create_customer: bool = False
+    update_customer: bool = False
+    owner_lookup: bool = False
+    external_ids: bool = False
+    """The CRM can upsert or search by our idempotency key (reconciliation after a crash)."""
+    batch_size: int = 1
+    """Most records one batch write may carry; 1 means no batching."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of ``acw-sync connectors test``: what was checked and whether it passed."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class WritePreview:
+    """A CRM write as the connector would send it (``map --dry-run``)."""
+
+    object_type: str
+    operation: str
+    fields: Mapping[str, Any]
+    associations: list[str] = field(default_factory=list)
+
+
+class Connector(abc.ABC):
+    """Base class of every CRM connector.
+
+    Subclasses set :attr:`type_name`, :attr:`config_model` and :attr:`capabilities`, and take
+    ``(instance, config)`` in their constructor. One object serves one connector instance
+    (for example one Salesforce org) and may be reused across many calls in one worker.
+    """
+
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[ConnectorConfig]]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, instance: str, config: ConnectorConfig) -> None:
+        self.instance = instance
+        self.config = config
+
+    # -- required ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def find_customers(self, phone: str) -> list[CustomerRef]:
+        """Every customer whose stored number is ``phone`` (E.164), best candidates first."""
+
+    @abc.abstractmethod
+    def upsert_call(
+        self,
+        call: CallRecord,
+        *,
+        key: str,
+        customer: CustomerRef | None,
+        owner_id: str | None,
+        existing: CrmObjectRef | None,
+        fields: Mapping[str, Any],
+    ) -> CrmObjectRef:
+        """Create the call activity, or update it when it exists (``existing`` or found by key).
+
+        ``fields`` are the admin's mapped CRM fields; they override the connector's defaults.
+        """
+
+    @abc.abstractmethod
+    def create_task(
+        self,
+        task: FollowUp,
+        *,
+        customer: CustomerRef | None,
+        activity: CrmObjectRef | None,
+        owner_id: str | None,
+        existing: CrmObjectRef | None,
+    ) -> CrmObjectRef:
+        """Create the follow-up task once: when ``existing`` or a task with ``task.key`` exists,
+        return it unchanged."""
+
+    @abc.abstractmethod
+    def check(self) -> list[Check]:
+        """Check credentials and the permissions the connector needs; name what is missing."""
+
+    @abc.abstractmethod
+    def preview_call(
+        self,
+        call: CallRecord,
+        *,
+        customer: CustomerRef | None,
+        owner_id: str | None,
+        fields: Mapping[str, Any],
+    ) -> WritePreview:
+        """The activity write :meth:`upsert_call` would send, without touching the CRM."""
+
+    @abc.abstractmethod
+    def preview_task(
+        self, task: FollowUp, *, customer: CustomerRef | None, owner_id: str | None
+    ) -> WritePreview:
+        """The task write :meth:`create_task` would send, without touching the CRM."""
+
+    # -- optional, declared in capabilities ------------------------------------------------
+    def create_customer(self, call: CallRecord, *, key: str) -> CustomerRef:
+        """Create a customer for an unknown number (when the matching policy says so)."""
+        raise NotImplementedError(f"{self.type_name} cannot create customers")
+
+    def update_customer(self, customer: CustomerRef, fields: Mapping[str, Any]) -> None:
+        """Write configured fields on the customer (for example a lead status)."""
+        raise NotImplementedError(f"{self.type_name} cannot update customers")
+
+    def find_owner(self, agent: Agent) -> str | None:
+        """The CRM owner/user id of ``agent`` (usually by email), or None."""
+        return None
+
+    def close(self) -> None:
+        """Release connections. Called when a worker shuts down."""
+
+
+def available_connectors() -> dict[str, type[Connector]]:
+    """Every installed connector plugin, by type name."""
+    found: dict[str, type[Connector]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.load()
+    return found
+
+
+def load_connector_class(type_name: str) -> type[Connector]:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == type_name:
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, Connector)):
+                raise ConfigError(f"entry point {ep.value!r} is not a Connector subclass")
+            return cls
+    names = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    raise ConfigError(
+        f"connector type {type_name!r} is not installed; installed types: {', '.join(names)}"
+    )

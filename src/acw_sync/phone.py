@@ -1,0 +1,91 @@
+"""Phone numbers: E.164 normalisation, the formats CRMs store numbers in, and log masking."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+__all__ = ["mask", "national_digits", "same_number", "stored_formats", "to_e164"]
+
+_NOT_NUMBERS = {"anonymous", "restricted", "unknown", "private", "blocked", "unavailable"}
+
+
+def to_e164(value: str | None, default_region: str | None = None) -> str | None:
+    """Normalise ``value`` to E.164, or None when it is not a dialable number.
+
+    ``default_region`` (ISO 3166 alpha-2, e.g. ``"US"``) reads national numbers; without it
+    only international forms (``+44 20 ...``, ``0044...`` is not accepted) parse. A bare string
+    of 11-15 digits is tried as international (Vonage sends ``441234567890``).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text or text.lower() in _NOT_NUMBERS or ":" in text or "@" in text:
+        return None
+    candidates = [text]
+    digits = re.sub(r"\D", "", text)
+    if not text.startswith("+") and 11 <= len(digits) <= 15:
+        candidates.append("+" + digits)
+    for candidate in candidates:
+        try:
+            parsed = phonenumbers.parse(candidate, default_region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_possible_number(parsed):
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return None
+
+
+def national_digits(e164: str) -> str:
+    """The national significant number, digits only (``+14155550100`` -> ``4155550100``)."""
+    parsed = phonenumbers.parse(e164, None)
+    return phonenumbers.national_significant_number(parsed)
+
+
+def stored_formats(e164: str) -> list[str]:
+    """The forms a CRM commonly holds a number in, to probe with exact-match queries.
+
+    E.164, the national and international formats, bare national digits, and for NANP
+    numbers the 1-prefixed digits and ``415-555-0100`` / ``415.555.0100`` styles.
+    """
+    parsed = phonenumbers.parse(e164, None)
+    nsn = phonenumbers.national_significant_number(parsed)
+    fmt = phonenumbers.PhoneNumberFormat
+    forms = [
+        e164,
+        phonenumbers.format_number(parsed, fmt.NATIONAL),
+        phonenumbers.format_number(parsed, fmt.INTERNATIONAL),
+        nsn,
+        e164.lstrip("+"),
+    ]
+    if parsed.country_code == 1 and len(nsn) == 10:
+        forms += [
+            f"1{nsn}",
+            f"{nsn[:3]}-{nsn[3:6]}-{nsn[6:]}",
+            f"{nsn[:3]}.{nsn[3:6]}.{nsn[6:]}",
+            f"+1 {nsn[:3]}-{nsn[3:6]}-{nsn[6:]}",
+            f"1-{nsn[:3]}-{nsn[3:6]}-{nsn[6:]}",
+        ]
+    else:
+        forms.append("0" + nsn)
+    seen: dict[str, None] = {}
+    for form in forms:
+        seen.setdefault(form, None)
+    return list(seen)
+
+
+def same_number(stored: str | None, e164: str, default_region: str | None = None) -> bool:
+    """True when a number as stored in a CRM is the same line as ``e164``."""
+    if not stored:
+        return False
+    region = default_region or phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    return to_e164(stored, region) == e164
+
+
+def mask(number: str | None) -> str:
+    """``+14155550100`` -> ``***0100``: enough for ops to tell calls apart, no more."""
+    if not number:
+        return ""
+    digits = re.sub(r"\D", "", number)
+    return "***" + digits[-4:] if len(digits) > 4 else "***"
