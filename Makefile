@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CODE := $(wildcard $(CODE))
+CODE := $(wildcard src connectors tests bench)
 
 .PHONY: demo test lint fmt typecheck bench bench-ingest bench-e2e bench-scaling bench-analyzer clean install
 
