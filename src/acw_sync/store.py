@@ -18,6 +18,10 @@ Keys (``{p}`` is the prefix, ``acw`` by default):
 ``{p}:owners:{instance}:{email}``          cached agent -> CRM owner id (TTL)
 ``{p}:lock:{name}``                        short mutual-exclusion locks
 ``{p}:dlq`` / ``{p}:dlq:index``            dead letters (hash id -> JSON, zset by time)
+``{p}:parked`` / ``{p}:parked:data``       parked syncs (zset by due time; :mod:`.parking`)
+``{p}:paused:{instance}``                  an instance paused until a quota resets
+``{p}:rate:{account}:{bucket}``            shared rate-limit buckets (:mod:`.ratelimit`)
+``{p}:circuit:{instance}``                 circuit breaker state (:mod:`.circuit`)
 =========================================  ======================================================
 """
 
@@ -151,9 +155,25 @@ class StateStore:
         return cast(list[str], self.redis.zrevrange(self.k("calls"), 0, limit - 1))
 
     # -- sync coalescing --------------------------------------------------------------------
-    def mark_pending(self, instance: str, call_key: str, ttl: int = 3600) -> bool:
-        """True when no sync is queued yet for this call and instance (the caller enqueues)."""
-        return bool(self.redis.set(self.k("pending", instance, call_key), "1", nx=True, ex=ttl))
+    def mark_pending(
+        self, instance: str, call_key: str, ttl: int = 3600, *, force: bool = False
+    ) -> bool:
+        """True when no sync is queued yet for this call and instance (the caller enqueues).
+
+        The value is the time it was set, so the reconciler can tell a stuck flag (its message
+        lost) from a sync that is simply queued. ``force`` sets it whatever was there.
+        """
+        key = self.k("pending", instance, call_key)
+        return bool(self.redis.set(key, repr(time.time()), nx=not force, ex=ttl))
+
+    def pending_since(self, instance: str, call_key: str) -> float | None:
+        raw = self.redis.get(self.k("pending", instance, call_key))
+        if raw is None:
+            return None
+        try:
+            return float(cast(str, raw))
+        except ValueError:
+            return 0.0
 
     def clear_pending(self, instance: str, call_key: str) -> None:
         self.redis.delete(self.k("pending", instance, call_key))
@@ -256,6 +276,10 @@ class StateStore:
             return []
         raw = cast(list[str | None], self.redis.hmget(self.k("dlq"), ids))
         return [json.loads(r) for r in raw if r]
+
+    def get_dead_letter(self, entry_id: str) -> dict[str, Any] | None:
+        raw = self.redis.hget(self.k("dlq"), entry_id)
+        return cast(dict[str, Any], json.loads(cast(str, raw))) if raw else None
 
     def remove_dead_letter(self, entry_id: str) -> bool:
         pipe = self.redis.pipeline()

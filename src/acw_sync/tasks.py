@@ -18,32 +18,46 @@ from typing import Any
 
 import structlog
 from celery import Celery, Task
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
+from acw_sync.circuit import CircuitSettings
 from acw_sync.embedded import broker_url
 from acw_sync.errors import (
     AuthExpired,
     ConnectorError,
     CredentialsInvalid,
     PermanentError,
+    QuotaExhausted,
     RetryableError,
 )
+from acw_sync.guard import Deferred, Guard
 from acw_sync.merge import merge_events
 from acw_sync.model import CallEvent
+from acw_sync.parking import Scheduler
 from acw_sync.runtime import get_runtime, reset_runtime
-from acw_sync.store import LockBusy
+from acw_sync.store import LockBusy, StateStore
 from acw_sync.sync import sync_call as run_sync
 
-__all__ = ["app", "backoff_delay", "process_event", "sync_call"]
+__all__ = ["app", "backoff_delay", "enqueue_sync", "process_event", "sync_call"]
 
 log = structlog.get_logger("acw_sync.worker")
 
 #: Longest countdown a retry may use. Celery on Redis redelivers any message held longer than
 #: the visibility timeout (and then runs it twice), so countdowns stay far below it.
 MAX_COUNTDOWN = 300.0
+#: Deferrals this short (a rate-limit window, a circuit about to half-open) are Celery
+#: countdowns; longer ones are parked in Redis and re-enqueued by the scheduler.
+DEFER_INLINE = 10.0
 #: Seconds of the first retry; doubles each attempt (full jitter: uniform in [0, delay]).
 BACKOFF_BASE = 2.0
-VISIBILITY_TIMEOUT = 3600
+#: Broker redelivery of unacked messages (a worker lost with its tasks). Countdowns must stay
+#: far below it; tests lower it (``ACW_VISIBILITY_TIMEOUT``) to see redelivery in seconds.
+VISIBILITY_TIMEOUT = int(os.environ.get("ACW_VISIBILITY_TIMEOUT", "3600"))
 
 app = Celery("acw_sync")
 app.conf.update(
@@ -139,39 +153,68 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
 
 
 @app.task(name="acw.sync_call", bind=True, max_retries=None)
-def sync_call(self: Task, instance: str, call_key: str, first_seen: float | None = None) -> str:
-    """Sync one call to one connector instance, retrying transient failures."""
+def sync_call(
+    self: Task,
+    instance: str,
+    call_key: str,
+    first_seen: float | None = None,
+    attempt: int | None = None,
+) -> str:
+    """Sync one call to one connector instance, retrying, parking or dead-lettering failures."""
     runtime = get_runtime()
     store = runtime.store
-    attempt = int(self.request.retries or 0)
+    first_seen = first_seen or time.time()
+    # ``attempt`` counts real failures only: deferrals (pause, open circuit, throttling) and
+    # lock contention are not attempts, so they are carried explicitly, not as Celery retries.
+    attempt = int(attempt if attempt is not None else (self.request.retries or 0))
     bound = log.bind(call_key=call_key, connector=instance, attempt=attempt + 1)
     store.clear_pending(instance, call_key)
+    guard = _guard(store)
+    now = time.time()
+    paused = guard.parking.paused_until(instance)
+    if paused is not None:
+        return _park(guard, instance, call_key, paused, first_seen, attempt, "paused", bound)
+    retry_at = guard.circuit.blocked_until(instance, _circuit_settings(runtime.pool, instance))
+    if retry_at is not None:
+        return _park(guard, instance, call_key, retry_at, first_seen, attempt, "circuit", bound)
+    kwargs: dict[str, Any] = {"first_seen": first_seen, "attempt": attempt}
     try:
         with store.lock(f"sync:{instance}:{call_key}", ttl=120):
-            result = run_sync(store, runtime.pool, instance, call_key)
+            result = run_sync(store, runtime.pool, instance, call_key, guard=guard)
     except LockBusy:
         # Another worker is syncing this call; run again after it, with the newest data.
-        raise self.retry(countdown=1.0 + random.random(), max_retries=None) from None
+        raise self.retry(countdown=1.0 + random.random(), kwargs=kwargs) from None
+    except Deferred as exc:
+        due = now + (exc.retry_after or 0.0)
+        if (exc.retry_after or 0.0) <= DEFER_INLINE:
+            raise self.retry(
+                countdown=(exc.retry_after or 0.0) + random.random(), kwargs=kwargs
+            ) from None
+        return _park(guard, instance, call_key, due, first_seen, attempt, exc.why, bound)
     except ConnectorError as exc:
         spec = runtime.pool.instance(instance)
-        age = time.time() - (first_seen or time.time())
+        age = time.time() - first_seen
         permanent = isinstance(exc, PermanentError | CredentialsInvalid)
         if isinstance(exc, AuthExpired) and attempt >= 1:
             permanent = True
-        exhausted = attempt + 1 >= spec.max_attempts or age > spec.max_age
+        quota = isinstance(exc, QuotaExhausted)  # the instance is paused: not this call's fault
+        exhausted = (attempt + 1 >= spec.max_attempts and not quota) or age > spec.max_age
         if permanent or exhausted:
-            _dead_letter(instance, call_key, exc, attempt + 1)
-            bound.error(
-                "sync failed: dead-lettered",
-                reason=exc.reason,
-                error=str(exc),
-                crm_message=exc.crm_message,
-            )
+            _dead_letter(instance, call_key, exc, attempt + 1, first_seen)
             return "dead"
         retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
         delay = backoff_delay(attempt, retry_after)
+        kwargs["attempt"] = attempt if quota else attempt + 1
+        if retry_after is not None and retry_after > MAX_COUNTDOWN:
+            bound.warning(
+                "sync failed: parked", reason=exc.reason, error=str(exc), wait=retry_after
+            )
+            return _park(
+                guard, instance, call_key, now + retry_after, first_seen,
+                kwargs["attempt"], exc.reason, bound,
+            )  # fmt: skip
         bound.warning("sync failed: will retry", reason=exc.reason, error=str(exc), delay=delay)
-        raise self.retry(countdown=delay, max_retries=None) from None
+        raise self.retry(countdown=delay, kwargs=kwargs) from None
     bound.info(
         "sync finished",
         outcome=result.status,
@@ -181,23 +224,111 @@ def sync_call(self: Task, instance: str, call_key: str, first_seen: float | None
     return result.status
 
 
-def _dead_letter(instance: str, call_key: str, exc: ConnectorError, attempts: int) -> None:
+def _circuit_settings(pool: Any, instance: str) -> CircuitSettings:
+    return CircuitSettings(**pool.instance(instance).circuit.model_dump())
+
+
+_guards: dict[int, Guard] = {}
+
+
+def _guard(store: StateStore) -> Guard:
+    """One guard per state store (its Lua scripts registered once)."""
+    guard = _guards.get(id(store))
+    if guard is None or guard.store is not store:
+        _guards.clear()
+        guard = _guards[id(store)] = Guard(store)
+    return guard
+
+
+def _park(  # noqa: PLR0917
+    guard: Guard,
+    instance: str,
+    call_key: str,
+    due: float,
+    first_seen: float,
+    attempt: int,
+    reason: str,
+    bound: Any,
+) -> str:
+    guard.parking.park(
+        instance, call_key, due, first_seen=first_seen, attempt=attempt, reason=reason
+    )
+    bound.info("sync parked", reason=reason, due_in=round(due - time.time(), 1))
+    return "parked"
+
+
+def enqueue_sync(instance: str, call_key: str, first_seen: float, attempt: int) -> None:
+    """Put one ``sync_call`` on the queue (the scheduler, the reconciler, ``dlq replay``)."""
+    sync_call.apply_async(
+        args=[instance, call_key], kwargs={"first_seen": first_seen, "attempt": attempt}
+    )
+
+
+def _dead_letter(
+    instance: str, call_key: str, exc: ConnectorError, attempts: int, first_seen: float
+) -> None:
     store = get_runtime().store
     entry_id = f"{instance}|{call_key}"
-    previous = {e["id"]: e for e in store.dead_letters()}.get(entry_id)
+    previous = store.get_dead_letter(entry_id)
     now = time.time()
+    record = store.record(call_key)
     store.dead_letter(
         {
             "id": entry_id,
             "connector": instance,
             "call_key": call_key,
+            "provider": record.provider if record else call_key.partition(":")[0],
             "reason": exc.reason,
             "attempts": attempts,
             "first_error": previous["first_error"] if previous else str(exc),
             "last_error": str(exc),
             "crm_message": exc.crm_message,
+            "status": exc.status,
+            "first_seen": first_seen,
             "first_failed_at": previous["first_failed_at"] if previous else now,
             "last_failed_at": now,
         }
     )
     store.ledger_set(instance, call_key, state="dead", error=str(exc))
+    fields = {
+        "call_key": call_key,
+        "connector": instance,
+        "reason": exc.reason,
+        "attempts": attempts,
+        "error": str(exc),
+        "crm_message": exc.crm_message,
+    }
+    if isinstance(exc, CredentialsInvalid):
+        # Nothing for this instance will sync until an admin fixes its credentials: say so loudly.
+        log.critical(
+            "ALERT: CRM credentials rejected; fix them, then `acw-sync dlq replay --reason "
+            "credentials`",
+            alert="credentials",
+            **fields,
+        )
+    else:
+        log.error("sync failed: dead-lettered", **fields)
+
+
+# -- the scheduler thread of the worker's main process ------------------------------------
+_scheduler: Scheduler | None = None
+
+
+@worker_ready.connect
+def _start_scheduler(**_: Any) -> None:
+    global _scheduler
+    if os.environ.get("ACW_SCHEDULER", "1") == "0":
+        return
+    from acw_sync.config import load_config
+    from acw_sync.runtime import state_url
+
+    store = StateStore.from_url(state_url())
+    _scheduler = Scheduler(store, load_config(), enqueue_sync)
+    _scheduler.start()
+    log.info("scheduler started", interval=_scheduler.interval)
+
+
+@worker_shutdown.connect
+def _stop_scheduler(**_: Any) -> None:
+    if _scheduler is not None:
+        _scheduler.stop()
