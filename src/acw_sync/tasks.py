@@ -54,7 +54,11 @@ MAX_COUNTDOWN = 300.0
 #: countdowns; longer ones are parked in Redis and re-enqueued by the scheduler.
 DEFER_INLINE = 10.0
 #: Seconds of the first retry; doubles each attempt (full jitter: uniform in [0, delay]).
-BACKOFF_BASE = 2.0
+BACKOFF_BASE = float(os.environ.get("ACW_BACKOFF_BASE", "2.0"))
+#: How long one sync may hold its call's lock. A worker killed mid-sync leaves the lock until
+#: it expires, so the redelivered task waits that long; a sync running longer than this could
+#: overlap with the next one (still idempotent, but twice the CRM requests).
+SYNC_LOCK_TTL = float(os.environ.get("ACW_SYNC_LOCK_TTL", "120"))
 #: Broker redelivery of unacked messages (a worker lost with its tasks). Countdowns must stay
 #: far below it; tests lower it (``ACW_VISIBILITY_TIMEOUT``) to see redelivery in seconds.
 VISIBILITY_TIMEOUT = int(os.environ.get("ACW_VISIBILITY_TIMEOUT", "3600"))
@@ -179,7 +183,7 @@ def sync_call(
         return _park(guard, instance, call_key, retry_at, first_seen, attempt, "circuit", bound)
     kwargs: dict[str, Any] = {"first_seen": first_seen, "attempt": attempt}
     try:
-        with store.lock(f"sync:{instance}:{call_key}", ttl=120):
+        with store.lock(f"sync:{instance}:{call_key}", ttl=SYNC_LOCK_TTL):
             result = run_sync(store, runtime.pool, instance, call_key, guard=guard)
     except LockBusy:
         # Another worker is syncing this call; run again after it, with the newest data.
