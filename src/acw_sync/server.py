@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 import structlog
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -254,6 +255,14 @@ def create_app(ingest: Ingest) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own 404/405: JSON with a reason like every other rejection.
+        status = getattr(exc, "status_code", 400)
+        headers = dict(getattr(exc, "headers", None) or {})
+        response = _error(status, str(getattr(exc, "detail", "") or "bad request"))
+        response.headers.update(headers)
+        return response
+
     async def on_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", path=request.url.path)
         return _error(500, "internal error")
@@ -265,7 +274,7 @@ def create_app(ingest: Ingest) -> Starlette:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
-        exception_handlers={Exception: on_error},
+        exception_handlers={HTTPException: on_http_error, Exception: on_error},
     )
 
 
