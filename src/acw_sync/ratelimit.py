@@ -2,9 +2,11 @@
 
 Each connector instance sends through buckets keyed by its account (the instance name unless
 ``rate_limit.account`` says several instances share one CRM account). A bucket allows ``limit``
-requests per ``period`` seconds with bursts up to ``limit`` (GCRA, the "generic cell rate
+requests per ``period`` seconds (GCRA, the "generic cell rate
 algorithm": one key holding the theoretical arrival time, one atomic Lua call per request, no
-background drip). Operations may have their own bucket on top (HubSpot's search endpoint is
+background drip). A bucket lets a burst of a tenth of the limit through at once and spaces
+the rest so that no window of ``period`` seconds ever holds more than ``limit`` requests (the
+CRMs count in rolling windows). Operations may have their own bucket on top (HubSpot's search endpoint is
 limited to a few requests a second separately from the account's 10-second window).
 
 On a 429 the bucket adapts down: its rate is halved (never below 5 %) and recovers linearly to
@@ -59,9 +61,9 @@ local a = redis.call('HMGET', KEYS[2], 'f', 'at')
 if a[1] then
   factor = math.min(1, tonumber(a[1]) + (now - tonumber(a[2])) / recover)
 end
-local rate = math.max(limit * factor, 0.01)
-local interval = period / rate
-local burst = math.max(1, math.floor(rate))
+local rate = math.max(limit * factor, 1)
+local burst = math.max(1, math.floor(rate / 10))
+local interval = period / math.max(1, rate - burst)
 local tau = interval * (burst - 1)
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
