@@ -147,10 +147,13 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
     if not record.ended:
         return "merged"
     team = record.agent.team if record.agent else None
+    # A redelivered message may come from a worker killed between setting the pending flag and
+    # enqueueing the sync: enqueue regardless (a second sync of the same call writes nothing).
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     for instance in runtime.config.routes_for(
         record.provider, record.provider_account, record.line_number, team
     ):
-        if store.mark_pending(instance, record.key):
+        if store.mark_pending(instance, record.key) or redelivered:
             sync_call.apply_async(args=[instance, record.key], kwargs={"first_seen": time.time()})
             bound.info("sync queued", connector=instance)
     return "queued"
@@ -327,9 +330,26 @@ def _start_scheduler(**_: Any) -> None:
     from acw_sync.runtime import state_url
 
     store = StateStore.from_url(state_url())
+    _warn_unless_durable(store)
     _scheduler = Scheduler(store, load_config(), enqueue_sync)
     _scheduler.start()
     log.info("scheduler started", interval=_scheduler.interval)
+
+
+def _warn_unless_durable(store: StateStore) -> None:
+    """Dead letters, parked work and queued tasks need AOF and no eviction: say so if not."""
+    try:
+        aof = store.redis.config_get("appendonly").get("appendonly")
+        policy = store.redis.config_get("maxmemory-policy").get("maxmemory-policy")
+    except Exception:  # managed Redis often forbids CONFIG: nothing to check
+        return
+    if aof != "yes" or policy != "noeviction":
+        log.warning(
+            "Redis is not durable: set appendonly yes, appendfsync everysec and "
+            "maxmemory-policy noeviction, or a restart loses queued work and dead letters",
+            appendonly=aof,
+            maxmemory_policy=policy,
+        )
 
 
 @worker_shutdown.connect

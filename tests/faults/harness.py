@@ -90,10 +90,11 @@ class Call:
 def make_calls(run: str, n: int, *, two_events: bool = False) -> list[Call]:
     """``n`` calls from 40 numbers (half known to the CRM, see :func:`seed_customers`)."""
     calls = []
-    t0 = datetime.now(UTC) - timedelta(minutes=30)
+    # In the past (so the reconciler's window covers every call), one second apart.
+    t0 = datetime.now(UTC) - timedelta(hours=2)
     for i in range(n):
         call = Call(f"{run}-{i}", OUTCOMES[i % len(OUTCOMES)], f"+1415555{i % 40:04d}")
-        start = t0 + timedelta(seconds=5 * i)
+        start = t0 + timedelta(seconds=i)
         common = {"direction": "inbound", "customer_number": call.number}
         if two_events:
             started = generic_body(
@@ -269,6 +270,7 @@ class Counts:
     synced: int = 0
     dead: int = 0
     lost: int = 0
+    lost_keys: list[str] = field(default_factory=list)
     duplicated: int = 0
     wrong_tasks: int = 0
     activities: int = 0
@@ -319,7 +321,24 @@ def audit(stack: Stack, calls: list[Call]) -> Counts:
             counts.wrong_tasks += 1
         else:
             counts.lost += 1
+            counts.lost_keys.append(call.key)
     return counts
+
+
+def diagnose(stack: Stack, counts: Counts, limit: int = 5) -> str:
+    """What Redis knows of the first lost calls (for the failure message)."""
+    lines = []
+    for key in counts.lost_keys[:limit]:
+        r = stack.redis
+        lines.append(
+            f"{key}: events={r.hlen(f'acw:events:{key}')} "
+            f"ledger={r.hgetall(f'acw:ledger:{INSTANCE}:{key}')} "
+            f"pending={r.get(f'acw:pending:{INSTANCE}:{key}')} "
+            f"parked={r.zscore('acw:parked', f'{INSTANCE}|{key}')} "
+            f"lock={r.get(f'acw:lock:sync:{INSTANCE}:{key}')} "
+            f"queue={r.llen('acw')} unacked={r.hlen('unacked')}"
+        )
+    return "\n".join(lines)
 
 
 def _dead_letters(stack: Stack) -> list[dict[str, Any]]:

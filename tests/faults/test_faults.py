@@ -20,6 +20,7 @@ from acw_sync.embedded import EmbeddedRedis
 from tests.faults.harness import (
     INSTANCE,
     audit,
+    diagnose,
     kill_random_child,
     make_calls,
     report,
@@ -72,7 +73,7 @@ def test_worker_sigkill_mid_sync(n: int, redis_url: str, tmp_path: Path) -> None
         report(
             "sigkill", counts, time.monotonic() - t0, f"kills={kills} crm_requests={requests_made}"
         )
-        assert counts.ok, f"{counts.line()}\n{stack.logs()}"
+        assert counts.ok, f"{counts.line()}\n{diagnose(stack, counts)}\n{stack.logs()}"
     finally:
         stack.stop()
 
@@ -100,7 +101,7 @@ def test_redis_restart_mid_stream(n: int, tmp_path: Path) -> None:
         send_stream(stack, _deliveries(calls), during=fault)
         counts = settle(stack, calls, timeout=150)
         report("redis-restart", counts, time.monotonic() - t0, f"restarts={restarts}")
-        assert counts.ok, f"{counts.line()}\n{stack.logs()}"
+        assert counts.ok, f"{counts.line()}\n{diagnose(stack, counts)}\n{stack.logs()}"
     finally:
         stack.stop()
         server.stop()
@@ -126,7 +127,7 @@ def test_crm_failing_30_percent(n: int, redis_url: str, tmp_path: Path) -> None:
         counts = settle(stack, calls, timeout=150)
         requests_made = stack.crm.query("SELECT COUNT(*) AS n FROM requests")[0]["n"]
         report("crm-30pct", counts, time.monotonic() - t0, f"crm_requests={requests_made}")
-        assert counts.ok, f"{counts.line()}\n{stack.logs()}"
+        assert counts.ok, f"{counts.line()}\n{diagnose(stack, counts)}\n{stack.logs()}"
     finally:
         stack.stop()
 
@@ -142,7 +143,7 @@ def test_every_webhook_three_times_shuffled(n: int, redis_url: str, tmp_path: Pa
         send_stream(stack, deliveries, timeout=240)
         counts = settle(stack, calls, timeout=120)
         report("dup-x3", counts, time.monotonic() - t0, f"deliveries={len(deliveries)}")
-        assert counts.ok, f"{counts.line()}\n{stack.logs()}"
+        assert counts.ok, f"{counts.line()}\n{diagnose(stack, counts)}\n{stack.logs()}"
     finally:
         stack.stop()
 
@@ -186,7 +187,7 @@ def test_crm_down_circuit_parks_and_recovers(
             time.monotonic() - t0,
             f"outage={outage:g}s circuit_opened={opened} max_parked={seen['parked']}",
         )
-        assert counts.ok, f"{counts.line()}\n{stack.logs()}"
+        assert counts.ok, f"{counts.line()}\n{diagnose(stack, counts)}\n{stack.logs()}"
         assert opened >= 1 and seen["parked"] > 0
         assert counts.dead == 0  # parked work spends no attempts
         assert audit(stack, calls).synced == n
