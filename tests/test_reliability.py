@@ -291,3 +291,42 @@ def test_sync_goes_through_the_guard(store: StateStore, tmp_path: Path) -> None:
     assert sync_call(store, pool, "crm", record.key, guard=guard).status == "synced"
     assert Counting.seen == ["find_customers", "upsert_call"]
     SandboxStore(tmp_path / "s.db").close()
+
+
+# -- ingest claims ---------------------------------------------------------------------------
+
+
+def test_half_done_delivery_is_accepted_again_not_a_duplicate(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis went away between the claim and the publish (the claim could not be released):
+    the platform's retry must be published, not answered "duplicate"."""
+    from starlette.testclient import TestClient
+
+    from acw_sync.server import Ingest, create_app
+    from tests.helpers import SECRET, generic_body, signed_headers
+
+    published: list[CallEvent] = []
+    broker_down = True
+
+    def publish(event: CallEvent) -> None:
+        if broker_down:
+            raise ConnectionError("broker unreachable")
+        published.append(event)
+
+    def release_fails(*_: Any) -> None:
+        raise redis.ConnectionError("redis went away")
+
+    monkeypatch.setattr(store, "release", release_fails)
+    ingest = Ingest.from_config(
+        AppConfig(providers={"generic": {"secret": SECRET}}), store, publish, lambda: True
+    )
+    client = TestClient(create_app(ingest))
+    body = generic_body("half-done", customer_number="+14155550100")
+    first = client.post("/webhooks/generic", content=body, headers=signed_headers(body, "hd-1"))
+    assert first.status_code == 503
+    broker_down = False
+    again = client.post("/webhooks/generic", content=body, headers=signed_headers(body, "hd-1"))
+    assert again.status_code == 202 and [e.event_id for e in published] == ["hd-1"]
+    third = client.post("/webhooks/generic", content=body, headers=signed_headers(body, "hd-1"))
+    assert third.status_code == 200 and len(published) == 1

@@ -224,6 +224,14 @@ def create_app(ingest: Ingest) -> Starlette:
                 )
             bound.error("broker unavailable", error=type(exc).__name__)
             return _error(503, "queue unavailable, retry later")
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: store.confirm(name, *(e.event_id for e in accepted))
+            )
+        except Exception as exc:
+            # The events are on the queue: accept. The provisional claims expire; a redelivery
+            # until then is published again and absorbed by process_event.
+            bound.warning("could not confirm the delivery claims", error=type(exc).__name__)
         for event in accepted:
             bound.info(
                 "webhook accepted",

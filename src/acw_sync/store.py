@@ -43,6 +43,8 @@ __all__ = ["Ledger", "LockBusy", "StateStore"]
 
 DEDUPE_TTL = 3 * 24 * 3600
 """Platforms redeliver for hours to days (Aircall 12 h, Event Streams 4 h, Stripe-style 3 d)."""
+CLAIM_TTL = 600
+"""How long a provisional claim (accepted, not yet on the queue) lives."""
 CALL_TTL = 30 * 24 * 3600
 """How long a call's events are kept after its last event."""
 
@@ -112,9 +114,27 @@ class StateStore:
             return False
 
     # -- ingest dedupe ---------------------------------------------------------------------
-    def claim(self, provider: str, delivery_id: str, ttl: int = DEDUPE_TTL) -> bool:
-        """Claim a delivery id; False when it was accepted before."""
-        return bool(self.redis.set(self.k("dedupe", provider, delivery_id), "1", nx=True, ex=ttl))
+    def claim(self, provider: str, delivery_id: str, ttl: int = CLAIM_TTL) -> bool:
+        """Claim a delivery id; False when it was accepted before.
+
+        A claim is provisional (``0``) until :meth:`confirm` records that the event is on the
+        queue. A provisional claim left by a request that failed half-way (Redis or the broker
+        went away between the claim and the publish) does not turn the platform's retry into a
+        "duplicate": it is claimed again. Two concurrent deliveries may then both publish,
+        which ``process_event`` absorbs (events are stored by id).
+        """
+        key = self.k("dedupe", provider, delivery_id)
+        if self.redis.set(key, "0", nx=True, ex=ttl):
+            return True
+        return self.redis.get(key) == "0"
+
+    def confirm(self, provider: str, *delivery_ids: str, ttl: int = DEDUPE_TTL) -> None:
+        """The events of these deliveries are on the queue: later deliveries are duplicates."""
+        if delivery_ids:
+            pipe = self.redis.pipeline()
+            for d in delivery_ids:
+                pipe.set(self.k("dedupe", provider, d), "1", ex=ttl)
+            pipe.execute()
 
     def release(self, provider: str, *delivery_ids: str) -> None:
         if delivery_ids:
