@@ -1,0 +1,164 @@
+"""Finding the follow-ups the centre owes the customer, with their due moments.
+
+An action item is a promise made for the centre ("I'll call you back tomorrow at 3", "we'll
+send a replacement by Friday", "a technician will come on Monday", a note saying "promised
+callback tmrw 10am") or a customer's request to be contacted ("can you call me next week?").
+The customer's own promises ("I'll send you the photos") are not ours to follow up.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from acw_sync.analyzer._due import DueTime, resolve_due
+from acw_sync.analyzer._text import Segment, is_negated
+from acw_sync.model import ActionItem, Speaker, TaskType
+
+__all__ = ["FoundAction", "find_actions"]
+
+_SUBJECT = (
+    r"(?:i|we|she|he|they|someone|somebody|one of us|(?:[a-z.\-]+(?:'s)?\s+){0,4}?"
+    r"(?:team|nurse|doctor|dr\.? [a-z]+|technician|engineer|driver|manager|supervisor|"
+    r"pharmacist|specialist|colleague|department|support|finance|security|courier|crew|agent|"
+    r"accounts|billing|sales|t2|tier 2))"
+)
+_FUTURE = r"(?:'ll|\s+will|\s+shall|\s+(?:am|is|are|'m|'re|'s)\s+going\s+to)"
+_PROMISE = re.compile(rf"\b{_SUBJECT}{_FUTURE}\s+(?:(?:also|then|just|definitely|personally|\w+ly)\s+)?(?P<verb>[a-z\-']+)")
+_PASSIVE = re.compile(
+    r"\bwill\s+be\s+(?:sent|shipped|delivered|posted|emailed|credited|refunded|replaced|"
+    r"repaired|reviewed|dispatched|contacted|called|in touch)\b"
+)
+_NOTE_PROMISE = re.compile(
+    r"\b(?:promised|follow[- ]?up|callback|call back|cb|(?:to|will|shall)\s+(?:call|ring|phone|"
+    r"e-?mail|send|contact|visit|ship|get back))\b"
+)
+_REQUEST = re.compile(
+    r"\b(?:call|ring|phone|email|e-mail|contact|text)\s+(?:me|us)\b(?:\s+back)?|\bget back to me\b"
+)
+_NO_SUBJECT = re.compile(r"^(?:it|this|that|there|you|it's|which)\b")
+#: Verbs that, after "I'll"/"we will", make a promise to act for the customer.
+_ACTION_VERBS = frozenset(
+    {"call", "ring", "phone", "email", "e-mail", "mail", "text", "send", "ship", "deliver",
+     "get", "follow", "contact", "come", "visit", "credit", "refund", "review", "have",
+     "finish", "post", "arrange", "update", "let", "be", "reach", "give", "check", "try",
+     "sort", "fix", "replace", "repair", "process", "investigate", "look", "confirm",
+     "reissue", "forward", "book", "schedule", "install", "pick", "collect", "waive",
+     "transfer", "put", "prepare", "write", "issue", "reply", "respond", "deliver"}
+)
+_NOT_FOLLOW_UPS = frozenset({"let", "look", "check", "try", "put", "prepare", "transfer"})
+_CALL_WORDS = re.compile(
+    r"\b(?:call|calls|calling|ring|phone|callback|cb|get back to|be in touch|check in|"
+    r"follow[- ]?up|contact|reach out|try you again|speak|let you know)\b"
+)
+_EMAIL_WORDS = re.compile(r"\b(?:e-?mail|e-?mailed|emails|inbox)\b")
+_CLAUSE = re.compile(r"\s*;\s*|,?\s+(?:and|but|then)\s+(?=(?:i|we|she|he|they|you|someone|our|my|the)\b)")
+
+
+@dataclass(frozen=True, slots=True)
+class FoundAction:
+    """An action item and the sentence it was read from."""
+
+    item: ActionItem
+    segment: Segment
+    due: DueTime | None
+    requested: bool
+    """True when it came from the customer's request rather than the centre's promise."""
+
+
+def _kind(text: str) -> TaskType:
+    if _EMAIL_WORDS.search(text):
+        return TaskType.EMAIL
+    if _CALL_WORDS.search(text):
+        return TaskType.CALL
+    return TaskType.TODO
+
+
+def _is_promise(clause: str, segment: Segment) -> bool:
+    if segment.source == "note" and _NOTE_PROMISE.search(clause):
+        return True
+    passive = _PASSIVE.search(clause)
+    if passive is not None and not is_negated(clause, passive.start()):
+        return True
+    for m in _PROMISE.finditer(clause):
+        verb = m["verb"]
+        if verb not in _ACTION_VERBS:
+            continue
+        if verb in _NOT_FOLLOW_UPS and not _CALL_WORDS.search(clause):
+            continue
+        if verb == "be" and not re.search(r"\bbe in touch\b", clause):
+            continue
+        if verb == "have" and not re.search(r"\bhave\b.*\bto you\b", clause):
+            continue
+        if _NO_SUBJECT.match(clause[m.start() :]) or is_negated(clause, m.start() + len(m.group(0)) - len(verb), window=2):
+            continue
+        return True
+    return False
+
+
+def _is_request(clause: str) -> bool:
+    m = _REQUEST.search(clause)
+    return m is not None and not is_negated(clause, m.start(), window=2)
+
+
+def find_actions(
+    segments: list[Segment], reference: datetime, zone: ZoneInfo, *, has_speakers: bool
+) -> list[FoundAction]:
+    """Action items in call order, one per distinct follow-up."""
+    found: list[FoundAction] = []
+    for segment in segments:
+        from_customer = segment.speaker is Speaker.CUSTOMER
+        for clause in _CLAUSE.split(segment.lower):
+            if not clause:
+                continue
+            if from_customer:
+                if not _is_request(clause):
+                    continue
+                requested = True
+            elif _is_promise(clause, segment):
+                requested = False
+            elif not has_speakers and _is_request(clause):
+                requested = True
+            else:
+                continue
+            due = resolve_due(clause, reference, zone)
+            kind = _kind(clause)
+            item = ActionItem(text=segment.text, due_at=due.at if due else None, kind=kind)
+            found.append(FoundAction(item, segment, due, requested))
+    return _deduplicate(found, zone)
+
+
+def _deduplicate(found: list[FoundAction], zone: ZoneInfo) -> list[FoundAction]:
+    # Within one sentence, a dated clause makes the undated ones restatements of it.
+    dated_segments = {f.segment.position for f in found if f.due is not None}
+    found = [f for f in found if f.due is not None or f.segment.position not in dated_segments]
+    kept: list[FoundAction] = []
+    for action in found:
+        twin = next((k for k in kept if _same_follow_up(k, action, zone)), None)
+        if twin is None:
+            kept.append(action)
+            continue
+        if _better(action, twin):
+            kept[kept.index(twin)] = action
+    # An undated item is dropped when a dated one of the same kind exists.
+    dated_kinds = {k.item.kind for k in kept if k.due is not None}
+    return [k for k in kept if k.due is not None or k.item.kind not in dated_kinds]
+
+
+def _same_follow_up(a: FoundAction, b: FoundAction, zone: ZoneInfo) -> bool:
+    if a.item.kind is not b.item.kind:
+        return False
+    if a.due is None or b.due is None:
+        return a.due is None and b.due is None
+    return a.due.at.astimezone(zone).date() == b.due.at.astimezone(zone).date()
+
+
+def _better(new: FoundAction, old: FoundAction) -> bool:
+    """Prefer the more precise mention; on a tie, the centre's promise over the request."""
+    if new.due is None or old.due is None:
+        return False
+    if new.due.explicit_time != old.due.explicit_time:
+        return new.due.explicit_time
+    return old.requested and not new.requested

@@ -1,0 +1,87 @@
+"""The customer's sentiment: positive, neutral or negative, with a score in [-1, 1].
+
+VADER scores each of the customer's sentences (all sentences when the transcript does not say
+who speaks). Three corrections make it fit call-centre speech:
+
+* formulaic politeness ("thanks", "please", "have a nice day") is removed before scoring, so
+  "Right. Thanks, I suppose." is not a happy customer;
+* polite anger and sarcasm ("thanks for nothing", "thank you ever so much for keeping me on
+  hold", "Oh great, just great", a lone "Wonderful." in an unhappy call) and repeated contact
+  ("this is the third time I call") count as clearly negative;
+* later sentences weigh more than earlier ones (how the call ends is what a supervisor reads),
+  and negative sentences weigh a little more than positive ones.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from acw_sync.analyzer._text import Segment
+from acw_sync.model import Sentiment, Speaker
+
+__all__ = ["POSITIVE_THRESHOLD", "NEGATIVE_THRESHOLD", "customer_sentiment"]
+
+POSITIVE_THRESHOLD = 0.3
+NEGATIVE_THRESHOLD = -0.1
+
+_FORMULAS = re.compile(
+    r"\b(?:thank you(?: very much| so much)?|thanks(?: a lot| so much)?|many thanks|cheers|"
+    r"please|bye|goodbye|have a (?:nice|good|great) (?:day|evening|weekend)|you're welcome|"
+    r"good (?:morning|afternoon|evening)|hello|hi|hey|okay|ok|alright|sure|right)\b[,.!]?"
+)
+_ANGER = re.compile(
+    r"\b(?:thanks for nothing|thank you for nothing|thanks? (?:you )?(?:ever )?so much for "
+    r"(?:keeping|wasting|making|leaving|nothing)|(?:oh|just) (?:great|wonderful|perfect|lovely|"
+    r"brilliant|fantastic)|great\. just great|really lovely|yeah,? right|of course (?:it|they) "
+    r"(?:was|were|did|is)|whatever|i suppose|can't wait\.|how (?:lovely|nice|wonderful)|"
+    r"(?:third|fourth|fifth|sixth|\d+(?:st|nd|rd|th)) time|"
+    r"(?:called|explained|asked|phoned|rung|written|emailed)\s+(?:\w+\s+){0,3}?(?:three|four|five|"
+    r"six|several|many|multiple|\d+) times|nobody (?:listens|is telling|tells|cares|calls)|"
+    r"losing (?:my )?patience|fed up|not good enough|unacceptable|had better|wasted|waste of|"
+    r"this is (?:a joke|ridiculous|absurd)|not happy|kept me on hold|on hold for)\b"
+)
+_SARCASTIC_SHORT = re.compile(
+    r"^(?:oh,? )?(?:great|wonderful|lovely|perfect|brilliant|fantastic|marvellous|super|"
+    r"terrific|sure)[.!]*$"
+)
+_ANGER_SCORE = -0.6
+
+
+@lru_cache(maxsize=1)
+def _vader() -> SentimentIntensityAnalyzer:
+    return SentimentIntensityAnalyzer()
+
+
+def _score_sentence(text: str) -> float:
+    stripped = _FORMULAS.sub(" ", text).strip(" ,.!")
+    if len(stripped) < 2:
+        return 0.0
+    return float(_vader().polarity_scores(stripped)["compound"])
+
+
+def customer_sentiment(segments: list[Segment], *, has_speakers: bool) -> tuple[Sentiment, float]:
+    """Label and score of the customer's mood over the call."""
+    voice = [s for s in segments if s.speaker is Speaker.CUSTOMER] if has_speakers else segments
+    if not voice:
+        return Sentiment.NEUTRAL, 0.0
+    scores = [_score_sentence(s.text) for s in voice]
+    anger = [bool(_ANGER.search(s.lower)) for s in voice]
+    unhappy = any(anger) or any(score <= -0.3 for score in scores)
+    total = weight_sum = 0.0
+    for index, (segment, score, angry) in enumerate(zip(voice, scores, anger, strict=True)):
+        if angry or (unhappy and _SARCASTIC_SHORT.match(segment.lower.strip())):
+            score = min(score, 0.0) + _ANGER_SCORE
+        if score == 0.0:
+            continue
+        weight = (1.0 + index / max(1, len(voice) - 1)) * (1.3 if score < 0 else 1.0)
+        total += weight * score
+        weight_sum += weight
+    value = max(-1.0, min(1.0, total / weight_sum)) if weight_sum else 0.0
+    if value >= POSITIVE_THRESHOLD:
+        return Sentiment.POSITIVE, round(value, 3)
+    if value <= NEGATIVE_THRESHOLD:
+        return Sentiment.NEGATIVE, round(value, 3)
+    return Sentiment.NEUTRAL, round(value, 3)

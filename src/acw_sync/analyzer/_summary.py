@@ -1,0 +1,107 @@
+"""The extractive summary: reason for calling, what was done, what happens next.
+
+Every sentence of the summary is copied verbatim from a note or a transcript turn (see
+:class:`~acw_sync.analyzer._text.Segment`), so a supervisor can trace each one; the summary
+never exceeds its character budget. When even the reason does not fit, it is cut at a word
+boundary (still a verbatim prefix of the source, never a reworded one).
+"""
+
+from __future__ import annotations
+
+import re
+
+from acw_sync.analyzer._actions import FoundAction
+from acw_sync.analyzer._text import Segment
+from acw_sync.model import Speaker
+
+__all__ = ["extractive_summary"]
+
+_SMALL_TALK = re.compile(
+    r"^(?:(?:hi|hello|hey|good (?:morning|afternoon|evening)|morning)\b.{0,40}$|"
+    r".*\b(?:speaking|this is [a-z]+|here)\.?$|.*how (?:can|may) i help|.*thanks for calling|"
+    r".*(?:anything else|have a (?:nice|great|good) day|you're welcome|bye)\b)",
+)
+_REASON_CUE = re.compile(
+    r"\b(?:i|i'm|i've|we|we're|my|our|can you|could you|would like|i'd like|want|need|"
+    r"calling (?:about|because|to)|problem|issue|question|help with)\b"
+)
+_DONE_CUE = re.compile(
+    r"\b(?:i've|i have|we've|we have|i just|i'm (?:escalating|transferring|going to escalate)|"
+    r"done|booked|processed|refunded|cancelled|credited|reset|unlocked|logged|raised|escalat\w*|"
+    r"transferr\w*|reproduced|sent|applied|updated|blocked|passed|opened)\b"
+)
+_MIN_WORDS = 4
+
+
+def _substantive(segment: Segment) -> bool:
+    return len(segment.text.split()) >= _MIN_WORDS and not _SMALL_TALK.match(segment.lower)
+
+
+def _pick_reason(segments: list[Segment], has_speakers: bool) -> Segment | None:
+    pools = []
+    if has_speakers:
+        pools.append([s for s in segments if s.speaker is Speaker.CUSTOMER])
+    pools.append([s for s in segments if s.source == "note"])
+    pools.append(segments)
+    for pool in pools:
+        candidates = [s for s in pool if _substantive(s)]
+        cued = [s for s in candidates if _REASON_CUE.search(s.lower)]
+        if cued or candidates:
+            return (cued or candidates)[0]
+    return None
+
+
+def _fits(chosen: list[Segment], extra: Segment, budget: int) -> bool:
+    return sum(len(s.text) + 1 for s in chosen) + len(extra.text) <= budget
+
+
+def extractive_summary(
+    segments: list[Segment], actions: list[FoundAction], *, has_speakers: bool, budget: int
+) -> str:
+    """A faithful summary of at most ``budget`` characters."""
+    if not segments:
+        return ""
+    reason = _pick_reason(segments, has_speakers)
+    chosen: list[Segment] = []
+    if reason is not None:
+        if len(reason.text) > budget:
+            return _cut(reason.text, budget)
+        chosen.append(reason)
+
+    next_steps = [a.segment for a in actions if a.segment is not reason]
+    done = [
+        s for s in segments
+        if s.speaker is not Speaker.CUSTOMER and s is not reason and _substantive(s)
+        and _DONE_CUE.search(s.lower) and s not in next_steps
+    ]
+    notes = [s for s in segments if s.source == "note" and s is not reason]
+    # Priority: reason, the first promise, what was done, then the rest of the agent's notes.
+    for candidate in [*next_steps[:1], *done[:2], *next_steps[1:], *notes]:
+        if candidate not in chosen and _fits(chosen, candidate, budget):
+            chosen.append(candidate)
+    if len(chosen) == 1 and reason is not None:
+        # Nothing was done or promised: add the agent's first substantive answer, if it fits.
+        answer = next(
+            (s for s in segments if s.position > reason.position and s.speaker is Speaker.AGENT
+             and _substantive(s)),
+            None,
+        )
+        if answer is not None and _fits(chosen, answer, budget):
+            chosen.append(answer)
+    chosen.sort(key=lambda s: (_role(s, reason, next_steps), s.position))
+    return " ".join(s.text for s in chosen)
+
+
+def _role(segment: Segment, reason: Segment | None, next_steps: list[Segment]) -> int:
+    if segment is reason:
+        return 0
+    if segment in next_steps:
+        return 2
+    return 1
+
+
+def _cut(text: str, budget: int) -> str:
+    head = text[:budget]
+    if len(text) > budget and " " in head:
+        head = head.rsplit(" ", 1)[0]
+    return head.rstrip(" ,;:")
