@@ -75,7 +75,9 @@ def expected_dues(call: dict[str, Any]) -> list[datetime | None]:
 
 def predicted_dues(analysis: Analysis) -> list[datetime | None]:
     dues = [i.due_at for i in analysis.action_items]
-    return sorted(dues, key=lambda d: (d is None, d or datetime.min.replace(tzinfo=ZoneInfo("UTC"))))
+    return sorted(
+        dues, key=lambda d: (d is None, d or datetime.min.replace(tzinfo=ZoneInfo("UTC")))
+    )
 
 
 def faithful(summary: str, record: CallRecord) -> bool:
@@ -87,7 +89,14 @@ def evaluate(split: str, verbose: bool) -> dict[str, float]:
     analyzer = OfflineAnalyzer()
     calls = load_split(split)
     n = len(calls)
-    hits = {"resolution": 0, "sentiment": 0, "categories_exact": 0, "due": 0, "faithful": 0, "kinds": 0}
+    hits = {
+        "resolution": 0,
+        "sentiment": 0,
+        "categories_exact": 0,
+        "due": 0,
+        "faithful": 0,
+        "kinds": 0,
+    }
     jaccard = 0.0
     promised = promised_hits = 0
     for call in calls:
@@ -103,7 +112,9 @@ def evaluate(split: str, verbose: bool) -> dict[str, float]:
         if got.sentiment == exp["sentiment"]:
             hits["sentiment"] += 1
         else:
-            problems.append(f"sentiment {got.sentiment} ({got.sentiment_score}) != {exp['sentiment']}")
+            problems.append(
+                f"sentiment {got.sentiment} ({got.sentiment_score}) != {exp['sentiment']}"
+            )
         want, have = set(exp["categories"]), set(got.categories)
         jaccard += len(want & have) / len(want | have) if want | have else 1.0
         if want == have:
@@ -115,12 +126,20 @@ def evaluate(split: str, verbose: bool) -> dict[str, float]:
         if exp["action_items"]:
             promised += 1
             promised_hits += ok_due
-        if sorted(i.kind.value for i in got.action_items) == sorted(i["kind"] for i in exp["action_items"]):
+        if sorted(i.kind.value for i in got.action_items) == sorted(
+            i["kind"] for i in exp["action_items"]
+        ):
             hits["kinds"] += 1
         if not ok_due:
             zone = ZoneInfo(call["timezone"])
-            shown = [d.astimezone(zone).strftime("%a %Y-%m-%d %H:%M") if d else None for d in predicted_dues(got)]
-            wanted = [d.astimezone(zone).strftime("%a %Y-%m-%d %H:%M") if d else None for d in expected_dues(call)]
+            shown = [
+                d.astimezone(zone).strftime("%a %Y-%m-%d %H:%M") if d else None
+                for d in predicted_dues(got)
+            ]
+            wanted = [
+                d.astimezone(zone).strftime("%a %Y-%m-%d %H:%M") if d else None
+                for d in expected_dues(call)
+            ]
             problems.append(f"due {shown} != {wanted}")
         if faithful(got.summary, record) and len(got.summary) <= ctx.summary_budget:
             hits["faithful"] += 1
@@ -150,7 +169,9 @@ def timing(count: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--split", choices=["dev", "heldout", "all"], default="dev")
     parser.add_argument("--calls", type=int, default=1000, help="calls for the timing run")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every mismatch")
@@ -170,10 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(f"split: {args.split} ({int(f['calls'])} calls)")
     for name, value, target in rows:
-        mark = "" if target is None else ("  ok" if value >= target else f"  BELOW target {target:.0%}")
+        mark = (
+            ""
+            if target is None
+            else ("  ok" if value >= target else f"  BELOW target {target:.0%}")
+        )
         print(f"  {name:<52} {value:7.1%}{mark}")
-    print(f"  {'time to analyze ' + str(args.calls) + ' calls':<52} {seconds:6.2f} s"
-          f"{'  ok' if seconds < 10 * args.calls / 1000 else '  BELOW target 10 s'}")
+    print(
+        f"  {'time to analyze ' + str(args.calls) + ' calls':<52} {seconds:6.2f} s"
+        f"{'  ok' if seconds < 10 * args.calls / 1000 else '  BELOW target 10 s'}"
+    )
     return 0
 
 

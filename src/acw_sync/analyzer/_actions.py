@@ -26,7 +26,9 @@ _SUBJECT = (
     r"accounts|billing|sales|t2|tier 2))"
 )
 _FUTURE = r"(?:'ll|\s+will|\s+shall|\s+(?:am|is|are|'m|'re|'s)\s+going\s+to)"
-_PROMISE = re.compile(rf"\b{_SUBJECT}{_FUTURE}\s+(?:(?:also|then|just|definitely|personally|\w+ly)\s+)?(?P<verb>[a-z\-']+)")
+_PROMISE = re.compile(
+    rf"\b{_SUBJECT}{_FUTURE}\s+(?:(?:also|then|just|definitely|personally|\w+ly)\s+)?(?P<verb>[a-z\-']+)"
+)
 _PASSIVE = re.compile(
     r"\bwill\s+be\s+(?:sent|shipped|delivered|posted|emailed|credited|refunded|replaced|"
     r"repaired|reviewed|dispatched|contacted|called|in touch)\b"
@@ -41,12 +43,60 @@ _REQUEST = re.compile(
 _NO_SUBJECT = re.compile(r"^(?:it|this|that|there|you|it's|which)\b")
 #: Verbs that, after "I'll"/"we will", make a promise to act for the customer.
 _ACTION_VERBS = frozenset(
-    {"call", "ring", "phone", "email", "e-mail", "mail", "text", "send", "ship", "deliver",
-     "get", "follow", "contact", "come", "visit", "credit", "refund", "review", "have",
-     "finish", "post", "arrange", "update", "let", "be", "reach", "give", "check", "try",
-     "sort", "fix", "replace", "repair", "process", "investigate", "look", "confirm",
-     "reissue", "forward", "book", "schedule", "install", "pick", "collect", "waive",
-     "transfer", "put", "prepare", "write", "issue", "reply", "respond", "deliver"}
+    {
+        "call",
+        "ring",
+        "phone",
+        "email",
+        "e-mail",
+        "mail",
+        "text",
+        "send",
+        "ship",
+        "deliver",
+        "get",
+        "follow",
+        "contact",
+        "come",
+        "visit",
+        "credit",
+        "refund",
+        "review",
+        "have",
+        "finish",
+        "post",
+        "arrange",
+        "update",
+        "let",
+        "be",
+        "reach",
+        "give",
+        "check",
+        "try",
+        "sort",
+        "fix",
+        "replace",
+        "repair",
+        "process",
+        "investigate",
+        "look",
+        "confirm",
+        "reissue",
+        "forward",
+        "book",
+        "schedule",
+        "install",
+        "pick",
+        "collect",
+        "waive",
+        "transfer",
+        "put",
+        "prepare",
+        "write",
+        "issue",
+        "reply",
+        "respond",
+    }
 )
 _NOT_FOLLOW_UPS = frozenset({"let", "look", "check", "try", "put", "prepare", "transfer"})
 _CALL_WORDS = re.compile(
@@ -54,7 +104,9 @@ _CALL_WORDS = re.compile(
     r"follow[- ]?up|contact|reach out|try you again|speak|let you know)\b"
 )
 _EMAIL_WORDS = re.compile(r"\b(?:e-?mail|e-?mailed|emails|inbox)\b")
-_CLAUSE = re.compile(r"\s*;\s*|,?\s+(?:and|but|then)\s+(?=(?:i|we|she|he|they|you|someone|our|my|the)\b)")
+_CLAUSE = re.compile(
+    r"\s*;\s*|,?\s+(?:and|but|then)\s+(?=(?:i|we|she|he|they|you|someone|our|my|the)\b)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +144,9 @@ def _is_promise(clause: str, segment: Segment) -> bool:
             continue
         if verb == "have" and not re.search(r"\bhave\b.*\bto you\b", clause):
             continue
-        if _NO_SUBJECT.match(clause[m.start() :]) or is_negated(clause, m.start() + len(m.group(0)) - len(verb), window=2):
+        if _NO_SUBJECT.match(clause[m.start() :]) or is_negated(
+            clause, m.start() + len(m.group(0)) - len(verb), window=2
+        ):
             continue
         return True
     return False

@@ -31,7 +31,9 @@ class AnalysisContext:
     taxonomy: Mapping[str, list[str]] = field(default_factory=lambda: DEFAULT_TAXONOMY)
 
     @classmethod
-    def from_settings(cls, settings: AnalyzerSettings, reference: datetime | None = None) -> AnalysisContext:
+    def from_settings(
+        cls, settings: AnalyzerSettings, reference: datetime | None = None
+    ) -> AnalysisContext:
         return cls(
             timezone=settings.zone(),
             reference=reference,

@@ -30,36 +30,44 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from acw_sync.analyzer._clock import (
+    END_OF_DAY,
+    NUMBERS,
+    PART_OF_DAY,
+    PARTS,
+    START_OF_DAY,
+    clock_time,
+    number,
+)
+
 __all__ = ["DueTime", "resolve_due"]
 
-START_OF_DAY = time(9, 0)
-END_OF_DAY = time(17, 0)
-_PARTS = {
-    "first thing": time(9, 0), "morning": time(9, 0), "noon": time(12, 0),
-    "midday": time(12, 0), "lunchtime": time(12, 0), "lunch time": time(12, 0),
-    "afternoon": time(14, 0), "evening": time(18, 0), "tonight": time(18, 0),
-    "end of day": END_OF_DAY, "end of the day": END_OF_DAY, "eod": END_OF_DAY,
-    "cob": END_OF_DAY, "close of business": END_OF_DAY, "end of business": END_OF_DAY,
-    "end of today": END_OF_DAY,
-}
-_NUMBERS = {
-    "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-    "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15,
-    "twenty": 20, "thirty": 30, "forty": 40, "forty-five": 45, "fifty": 50, "sixty": 60,
-    "ninety": 90, "a couple of": 2, "couple of": 2, "a few": 3, "few": 3, "twenty-four": 24,
-    "forty-eight": 48, "seventy-two": 72,
-}
 _WEEKDAYS = {
-    "monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3, "thurs": 3, "friday": 4,
-    "saturday": 5, "sunday": 6,
+    "monday": 0,
+    "tuesday": 1,
+    "wednesday": 2,
+    "thursday": 3,
+    "thurs": 3,
+    "friday": 4,
+    "saturday": 5,
+    "sunday": 6,
 }
-_MONTHS = {
-    name.lower(): i for i, name in enumerate(calendar.month_name) if name
-} | {"jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8, "sep": 9,
-     "sept": 9, "oct": 10, "nov": 11, "dec": 12}
+_MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name} | {
+    "jan": 1,
+    "feb": 2,
+    "mar": 3,
+    "apr": 4,
+    "jun": 6,
+    "jul": 7,
+    "aug": 8,
+    "sep": 9,
+    "sept": 9,
+    "oct": 10,
+    "nov": 11,
+    "dec": 12,
+}
 
-_NUM = r"(?:\d+|" + "|".join(sorted((re.escape(k) for k in _NUMBERS), key=len, reverse=True)) + r")"
-_HOUR_WORD = r"(?:\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
+_NUM = r"(?:\d+|" + "|".join(sorted((re.escape(k) for k in NUMBERS), key=len, reverse=True)) + r")"
 _MONTH = r"(?:" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")"
 _DEADLINE_WORD = re.compile(r"(?:by|before|until|till)\s")
 _DEADLINE = re.compile(r"\b(?:by|before|until|till|no later than|latest|within)\s+(?:the\s+)?$")
@@ -70,20 +78,10 @@ _SPAN = re.compile(
     r"(?P<unit>minutes?|mins?|hours?|hrs?|days?|weeks?|months?|business days?|working days?)"
     r"(?P<half2>\s+and a half)?|(?P<halfhour>half an hour|a half hour|the hour))\b"
 )
-_CLOCK_AMPM = re.compile(
-    r"\b(?:at\s+|around\s+|by\s+)?(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?\s*(?P<ap>a\.?m\b\.?|p\.?m\b\.?)"
-)
-_CLOCK_AT = re.compile(
-    rf"\b(?:at|around|by|for)\s+(?P<h>{_HOUR_WORD})(?::(?P<m>\d{{2}}))?(?:\s*o'?clock)?(?![\d/\-:])(?!\s*(?:pounds|euros|dollars|percent|%|days|hours|minutes|weeks|kilos|seats))\b"
-)
-_CLOCK_24 = re.compile(r"\b(?P<h>[01]?\d|2[0-3]):(?P<m>[0-5]\d)\b")
-_CLOCK_HALF = re.compile(rf"\b(?P<kind>half past|quarter past|quarter to)\s+(?P<h>{_HOUR_WORD})\b")
-_PART = re.compile(
-    r"\b(first thing|morning|noon|midday|lunch ?time|afternoon|evening|tonight|"
-    r"end of (?:the )?day|end of today|eod|cob|close of business|end of business)\b"
-)
 _ISO = re.compile(r"\b(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})\b")
-_DAY_MONTH = re.compile(rf"\b(?:the\s+)?(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<mo>{_MONTH})\b")
+_DAY_MONTH = re.compile(
+    rf"\b(?:the\s+)?(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<mo>{_MONTH})\b"
+)
 _MONTH_DAY = re.compile(rf"\b(?P<mo>{_MONTH})\s+(?:the\s+)?(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\b(?!:)")
 _ORDINAL = re.compile(r"\bthe\s+(?P<d>\d{1,2})(?:st|nd|rd|th)\b")
 
@@ -95,12 +93,22 @@ _ANCHORS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bnext (?:business|working) day\b"), "next_business_day"),
     (re.compile(r"\bend of (?:the )?next week\b"), "end_of_next_week"),
     (re.compile(r"\b(?:end of (?:the |this )?week|later this week|end of week)\b"), "end_of_week"),
-    (re.compile(r"\b(?:(?:early |beginning of |start of )?next week|after the weekend)\b"), "next_week"),
+    (
+        re.compile(r"\b(?:(?:early |beginning of |start of )?next week|after the weekend)\b"),
+        "next_week",
+    ),
     (re.compile(r"\bend of (?:the )?next month\b"), "end_of_next_month"),
     (re.compile(r"\b(?:end of (?:the |this )?month|month[- ]end)\b"), "end_of_month"),
     (re.compile(r"\b(?:(?:early |beginning of |start of )?next month)\b"), "next_month"),
     (re.compile(r"\b(?:today|tonight|this (?:morning|afternoon|evening)|later today)\b"), "today"),
-    (re.compile(r"\b(?:(?P<mod>next|this|coming|on|by|until|before)\s+)?(?P<wd>" + "|".join(_WEEKDAYS) + r")s?\b"), "weekday"),
+    (
+        re.compile(
+            r"\b(?:(?P<mod>next|this|coming|on|by|until|before)\s+)?(?P<wd>"
+            + "|".join(_WEEKDAYS)
+            + r")s?\b"
+        ),
+        "weekday",
+    ),
 ]
 
 # "end of day" names a day only when nothing else does ("by end of day tomorrow").
@@ -122,11 +130,6 @@ def _localize(day: date, at: time, zone: ZoneInfo) -> datetime:
     # fold=0: an ambiguous wall time is its first occurrence; a non-existent one (spring gap)
     # gets the pre-transition offset, which lands it after the gap when converted.
     return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
-
-
-def _number(word: str) -> float:
-    word = word.strip()
-    return float(word) if word.isdigit() else float(_NUMBERS.get(word, 0))
 
 
 def _add_business_days(day: date, count: int) -> date:
@@ -159,54 +162,6 @@ def _add_months(day: date, months: int) -> date:
     month0 = day.month - 1 + months
     year, month = day.year + month0 // 12, month0 % 12 + 1
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def _hour_value(raw: str) -> int:
-    return int(raw) if raw.isdigit() else int(_NUMBERS[raw])
-
-
-def _business_hour(hour: int, part: str | None) -> int:
-    """A bare hour read as a business hour (see the module docstring)."""
-    if hour >= 13 or hour == 0:
-        return hour % 24
-    if part in {"afternoon", "evening", "tonight"} and hour < 12:
-        return hour + 12
-    if part in {"morning", "first thing"}:
-        return hour % 12
-    if 1 <= hour <= 7:
-        return hour + 12
-    return hour
-
-
-def _clock(text: str, part: str | None) -> tuple[time, int] | None:
-    """A clock time said in ``text`` and where it starts."""
-    if m := _CLOCK_AMPM.search(text):
-        hour, minute = int(m["h"]) % 12, int(m["m"] or 0)
-        if m["ap"].startswith("p"):
-            hour += 12
-        if hour < 24 and minute < 60:
-            return time(hour, minute), m.start()
-    if m := _CLOCK_HALF.search(text):
-        hour = _business_hour(_hour_value(m["h"]), part)
-        stamp = datetime.combine(date(2000, 1, 3), time(hour % 24))
-        if m["kind"] == "half past":
-            stamp += timedelta(minutes=30)
-        elif m["kind"] == "quarter past":
-            stamp += timedelta(minutes=15)
-        else:
-            stamp -= timedelta(minutes=15)
-        return stamp.time(), m.start()
-    if m := _CLOCK_24.search(text):
-        hour, minute = int(m["h"]), int(m["m"])
-        if hour < 13 and not text[max(0, m.start() - 4) : m.start()].strip().endswith("at"):
-            hour = _business_hour(hour, part) if hour < 12 else hour
-        return time(hour, minute), m.start()
-    if m := _CLOCK_AT.search(text):
-        hour = _hour_value(m["h"])
-        if hour > 23:
-            return None
-        return time(_business_hour(hour, part), int(m["m"] or 0)), m.start()
-    return None
 
 
 def _explicit_date(text: str, today: date) -> tuple[date, int, int] | None:
@@ -251,11 +206,11 @@ def _anchor(text: str, local: datetime) -> tuple[date, time | None, int, int, st
             if found is not None:
                 best = (found[0], found[1], m.start(), m.end(), kind)
             break
-    if explicit := _explicit_date(text, today):
-        if best is None or explicit[1] < best[2]:
-            best = (explicit[0], None, explicit[1], explicit[2], "date")
-    if best is None and (m := _WEAK_TODAY.search(text)):
-        best = (today, None, m.start(), m.end(), "today")
+    explicit = _explicit_date(text, today)
+    if explicit is not None and (best is None or explicit[1] < best[2]):
+        best = (explicit[0], None, explicit[1], explicit[2], "date")
+    if best is None and (weak := _WEAK_TODAY.search(text)):
+        best = (today, None, weak.start(), weak.end(), "today")
     return best
 
 
@@ -318,11 +273,11 @@ def resolve_due(sentence: str, reference: datetime, zone: ZoneInfo) -> DueTime |
         if due is not None:
             return due
 
-    part_match = _PART.search(text)
+    part_match = PART_OF_DAY.search(text)
     part = part_match.group(1).replace("lunch time", "lunchtime") if part_match else None
     if part == "end of today":
         part = "end of the day"
-    clock = _clock(text, part)
+    clock = clock_time(text, part)
     anchor = _anchor(text, local)
 
     if anchor is not None:
@@ -331,26 +286,26 @@ def resolve_due(sentence: str, reference: datetime, zone: ZoneInfo) -> DueTime |
         if clock is not None:
             at = clock[0]
         elif part is not None:
-            at = _PARTS[part]
+            at = PARTS[part]
         elif inherent is not None:
             at = inherent
         elif kind == "today" or _is_deadline(text, start) or _DEADLINE_WORD.match(text, start):
             at = END_OF_DAY
         else:
             at = START_OF_DAY
-        due = _localize(day, at, zone)
-        if due <= reference and day == local.date():
+        moment = _localize(day, at, zone)
+        if moment <= reference and day == local.date():
             # "this afternoon" said at 15:30: the rest of the working day, else an hour.
             eod = _localize(day, END_OF_DAY, zone)
-            due = eod if eod > reference else reference + timedelta(hours=1)
-        return DueTime(due, explicit, sentence[start:end])
+            moment = eod if eod > reference else reference + timedelta(hours=1)
+        return DueTime(moment, explicit, sentence[start:end])
 
     if clock is not None or part is not None:
-        at = clock[0] if clock is not None else _PARTS[part or "morning"]
-        due = _localize(local.date(), at, zone)
-        if due <= reference:
-            due = _localize(local.date() + timedelta(days=1), at, zone)
-        return DueTime(due, True, part or "")
+        at = clock[0] if clock is not None else PARTS[part or "morning"]
+        moment = _localize(local.date(), at, zone)
+        if moment <= reference:
+            moment = _localize(local.date() + timedelta(days=1), at, zone)
+        return DueTime(moment, True, part or "")
     return None
 
 
@@ -359,9 +314,10 @@ def _from_span(
 ) -> DueTime | None:
     phrase = m.group(0)
     if m["halfhour"]:
-        minutes = 60 if m["halfhour"] == "the hour" else 30
-        return DueTime(reference + timedelta(minutes=minutes), True, phrase)
-    amount = _number(m["n2"] or m["n"])
+        return DueTime(
+            reference + timedelta(minutes=60 if m["halfhour"] == "the hour" else 30), True, phrase
+        )
+    amount = number(m["n2"] or m["n"])
     if m["half"] or m["half2"]:
         amount += 0.5
     if amount <= 0:
@@ -371,12 +327,14 @@ def _from_span(
         minutes = amount if unit.startswith("min") else amount * 60
         return DueTime(reference + timedelta(minutes=minutes), True, phrase)
     within = m["prep"] == "within"
-    part_match = _PART.search(text)
+    part_match = PART_OF_DAY.search(text)
     part = part_match.group(1) if part_match else None
-    clock = _clock(text, part)
+    clock = clock_time(text, part)
     if unit.startswith(("business", "working")):
         day = _add_business_days(local.date(), int(amount))
-        return DueTime(_localize(day, clock[0] if clock else END_OF_DAY, zone), clock is not None, phrase)
+        return DueTime(
+            _localize(day, clock[0] if clock else END_OF_DAY, zone), clock is not None, phrase
+        )
     if unit.startswith("day"):
         day = local.date() + timedelta(days=int(amount))
     elif unit.startswith("week"):
@@ -386,7 +344,7 @@ def _from_span(
     if clock is not None:
         at, explicit = clock[0], True
     elif part is not None:
-        at, explicit = _PARTS[part.replace("lunch time", "lunchtime")], True
+        at, explicit = PARTS[part.replace("lunch time", "lunchtime")], True
     elif within:
         at, explicit = END_OF_DAY, False
     else:

@@ -38,11 +38,11 @@ _HANDOVER = re.compile(
     r"pass(?:ed|ing)?\s+(?:\w+\s+){0,3}?(?:on\s+)?to\s+(?:my|our|the|a)\b|"
     r"hand(?:ed|ing)?\s+(?:\w+\s+){0,3}?over\s+to|refer(?:red|ring)?\s+(?:\w+\s+){0,3}?to\s+(?:my|our|the)|"
     r"raised\s+(?:it|this|that|a ticket|a case)\s+with|"
-    r"(?:opened|logged|created|raised|filed)\s+(?:a|an|the)?\s*(?:\w+\s+)?(?:ticket|bug|case|incident)\s+with|"
+    r"(?:opened|logged|created|raised|filed)\s+(?:a|an|the)?\s*(?:\w+\s+)?(?:ticket|bug|case|incident)(?:\s+[\w#\-]+)?\s+with|"
     r"(?:manager|supervisor)\s+will|tier ?2|second[- ]level support)"
 )
 _FIXED = re.compile(
-    r"\b(?:(?:it's|it is|its|that's|everything's|everything is|all)\s+(?:\w+\s+)?working(?:\s+(?:now|again|fine))|"
+    r"\b(?:(?:it's|it is|its|that's|everything's|everything is|all)\s+(?:(?!not\b|never\b)\w+\s+)?working(?:\s+(?:now|again|fine))|"
     r"working again|that fixed it|that's fixed|it's fixed|problem solved|issue (?:is )?resolved|"
     r"(?:is|has been|was) resolved|all sorted|sorted now|i'm in\b|that did the trick|works now|"
     r"works again)"
@@ -81,12 +81,12 @@ def _label(texts: Iterable[str | None]) -> Resolution | None:
     return None
 
 
-def _last(pattern: re.Pattern[str], segments: list[Segment]) -> int:
+def _last(pattern: re.Pattern[str], segments: list[Segment], *, negatable: bool = True) -> int:
     """Position of the last segment with an un-negated match, or -1."""
     found = -1
     for segment in segments:
         for m in pattern.finditer(segment.lower):
-            if not is_negated(segment.lower, m.start(), window=2):
+            if not negatable or not is_negated(segment.lower, m.start(), window=2):
                 found = segment.position
     return found
 
@@ -103,10 +103,16 @@ def resolve_outcome(
     if (label := _label(call.tags)) is not None and label is not Resolution.CALLBACK_PROMISED:
         return label
     if not segments:
-        return Resolution.MISSED if call.outcome is None and not call.talk_time else Resolution.RESOLVED
+        return (
+            Resolution.MISSED
+            if call.outcome is None and not call.talk_time
+            else Resolution.RESOLVED
+        )
     if _last(_HANDOVER, segments) >= 0:
         return Resolution.ESCALATED
-    fixed = _last(_FIXED, segments)
+    # The pattern carries its own subject ("it's working now"), so a "No, no," before it is
+    # an answer to "is it still broken?", not a negation of the fix.
+    fixed = _last(_FIXED, segments, negatable=False)
     if fixed >= 0:
         return Resolution.RESOLVED
     if any(a.item.kind is TaskType.CALL for a in actions):
@@ -114,7 +120,15 @@ def resolve_outcome(
     still_open = _last(_OPEN, segments)
     remedy = max(
         _last(_REMEDY, [s for s in segments if s.speaker is not Speaker.CUSTOMER]),
-        max((a.segment.position for a in actions if a.due is not None), default=-1),
+        # A dated delivery, visit or credit is a remedy; a promised update is not.
+        max(
+            (
+                a.segment.position
+                for a in actions
+                if a.due is not None and a.item.kind is TaskType.TODO
+            ),
+            default=-1,
+        ),
     )
     return Resolution.UNRESOLVED if still_open > remedy else Resolution.RESOLVED
 
@@ -127,7 +141,9 @@ def categorize(
     found: list[str] = []
     for name, pattern in compiled:
         for segment in segments:
-            if any(not is_negated(segment.lower, m.start()) for m in pattern.finditer(segment.lower)):
+            if any(
+                not is_negated(segment.lower, m.start()) for m in pattern.finditer(segment.lower)
+            ):
                 found.append(name)
                 break
     for tag in tags:
@@ -148,7 +164,9 @@ def _compile(taxonomy: Mapping[str, list[str]]) -> list[tuple[str, re.Pattern[st
         (
             name,
             re.compile(
-                r"\b(?:" + "|".join(re.escape(p.lower()) for p in sorted(phrases, key=len, reverse=True)) + r")\b"
+                r"\b(?:"
+                + "|".join(re.escape(p.lower()) for p in sorted(phrases, key=len, reverse=True))
+                + r")\b"
             ),
         )
         for name, phrases in taxonomy.items()

@@ -22,7 +22,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from acw_sync.analyzer._text import Segment
 from acw_sync.model import Sentiment, Speaker
 
-__all__ = ["POSITIVE_THRESHOLD", "NEGATIVE_THRESHOLD", "customer_sentiment"]
+__all__ = ["NEGATIVE_THRESHOLD", "POSITIVE_THRESHOLD", "customer_sentiment"]
 
 POSITIVE_THRESHOLD = 0.3
 NEGATIVE_THRESHOLD = -0.1
@@ -30,7 +30,9 @@ NEGATIVE_THRESHOLD = -0.1
 _FORMULAS = re.compile(
     r"\b(?:thank you(?: very much| so much)?|thanks(?: a lot| so much)?|many thanks|cheers|"
     r"please|bye|goodbye|have a (?:nice|good|great) (?:day|evening|weekend)|you're welcome|"
-    r"good (?:morning|afternoon|evening)|hello|hi|hey|okay|ok|alright|sure|right)\b[,.!]?"
+    r"good (?:morning|afternoon|evening)|hello|hi|hey|okay|ok|alright|sure|right|"
+    r"sounds good|that's fine|it's fine|that works|fair enough|no problem|got it|of course)\b[,.!]?",
+    re.IGNORECASE,
 )
 _ANGER = re.compile(
     r"\b(?:thanks for nothing|thank you for nothing|thanks? (?:you )?(?:ever )?so much for "
@@ -41,7 +43,9 @@ _ANGER = re.compile(
     r"(?:called|explained|asked|phoned|rung|written|emailed)\s+(?:\w+\s+){0,3}?(?:three|four|five|"
     r"six|several|many|multiple|\d+) times|nobody (?:listens|is telling|tells|cares|calls)|"
     r"losing (?:my )?patience|fed up|not good enough|unacceptable|had better|wasted|waste of|"
-    r"this is (?:a joke|ridiculous|absurd)|not happy|kept me on hold|on hold for)\b"
+    r"this is (?:a joke|ridiculous|absurd)|not happy|kept me on hold|on hold for|ugh|argh|"
+    r"(?:make|file|lodge|raise|register) a (?:formal )?complaint|"
+    r"been waiting (?:for )?(?:\w+ )?(?:days|weeks|hours|months|ages))\b"
 )
 _SARCASTIC_SHORT = re.compile(
     r"^(?:oh,? )?(?:great|wonderful|lovely|perfect|brilliant|fantastic|marvellous|super|"
@@ -50,9 +54,87 @@ _SARCASTIC_SHORT = re.compile(
 _ANGER_SCORE = -0.6
 
 
+#: Words VADER scores that, on a support line, name the request or the problem rather than the
+#: caller's mood ("the export fails with an error", "I'd like to cancel", "the room is free").
+_NOT_MOOD = (
+    "error",
+    "errors",
+    "fail",
+    "fails",
+    "failed",
+    "failing",
+    "failure",
+    "broken",
+    "problem",
+    "problems",
+    "issue",
+    "issues",
+    "fault",
+    "crash",
+    "crashed",
+    "crashing",
+    "dispute",
+    "disputes",
+    "disputed",
+    "cancel",
+    "cancelled",
+    "canceled",
+    "stuck",
+    "lost",
+    "missing",
+    "block",
+    "blocked",
+    "damage",
+    "damaged",
+    "dead",
+    "late",
+    "freeze",
+    "frozen",
+    "fine",
+    "free",
+    "like",
+    "help",
+    "ready",
+    "ok",
+    "okay",
+    "yes",
+    "no",
+    "sure",
+    "want",
+    "pay",
+    "charged",
+    "charge",
+    "debt",
+    "owe",
+    "fraud",
+    "leave",
+    "drop",
+    "drops",
+    "dropping",
+    "share",
+    "interested",
+    "promotion",
+    "credit",
+    "refund",
+    "care",
+    "well",
+    "kind",
+    "wrong",
+    "broke",
+    "stopped",
+    "stop",
+    "promise",
+    "promised",
+    "please",
+)
+
+
 @lru_cache(maxsize=1)
 def _vader() -> SentimentIntensityAnalyzer:
-    return SentimentIntensityAnalyzer()
+    analyzer = SentimentIntensityAnalyzer()
+    for word in _NOT_MOOD:
+        analyzer.lexicon.pop(word, None)
+    return analyzer
 
 
 def _score_sentence(text: str) -> float:
@@ -71,9 +153,10 @@ def customer_sentiment(segments: list[Segment], *, has_speakers: bool) -> tuple[
     anger = [bool(_ANGER.search(s.lower)) for s in voice]
     unhappy = any(anger) or any(score <= -0.3 for score in scores)
     total = weight_sum = 0.0
-    for index, (segment, score, angry) in enumerate(zip(voice, scores, anger, strict=True)):
+    for index, (segment, raw, angry) in enumerate(zip(voice, scores, anger, strict=True)):
+        score = raw
         if angry or (unhappy and _SARCASTIC_SHORT.match(segment.lower.strip())):
-            score = min(score, 0.0) + _ANGER_SCORE
+            score = min(raw, 0.0) + _ANGER_SCORE
         if score == 0.0:
             continue
         weight = (1.0 + index / max(1, len(voice) - 1)) * (1.3 if score < 0 else 1.0)

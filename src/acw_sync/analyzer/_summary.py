@@ -17,19 +17,16 @@ from acw_sync.model import Speaker
 __all__ = ["extractive_summary"]
 
 _SMALL_TALK = re.compile(
-    r"^(?:(?:hi|hello|hey|good (?:morning|afternoon|evening)|morning)\b.{0,40}$|"
+    r"^(?:(?:hi|hello|hey|good (?:morning|afternoon|evening)|morning)(?:[, ]+[a-z.]+){0,2}[.!,]*$|"
     r".*\b(?:speaking|this is [a-z]+|here)\.?$|.*how (?:can|may) i help|.*thanks for calling|"
     r".*(?:anything else|have a (?:nice|great|good) day|you're welcome|bye)\b)",
-)
-_REASON_CUE = re.compile(
-    r"\b(?:i|i'm|i've|we|we're|my|our|can you|could you|would like|i'd like|want|need|"
-    r"calling (?:about|because|to)|problem|issue|question|help with)\b"
 )
 _DONE_CUE = re.compile(
     r"\b(?:i've|i have|we've|we have|i just|i'm (?:escalating|transferring|going to escalate)|"
     r"done|booked|processed|refunded|cancelled|credited|reset|unlocked|logged|raised|escalat\w*|"
     r"transferr\w*|reproduced|sent|applied|updated|blocked|passed|opened)\b"
 )
+_FILLER = re.compile(r"^(?:let me|one moment|just a (?:moment|second)|i see\b|okay\b|sure\b)|.*\?$")
 _MIN_WORDS = 4
 
 
@@ -38,17 +35,17 @@ def _substantive(segment: Segment) -> bool:
 
 
 def _pick_reason(segments: list[Segment], has_speakers: bool) -> Segment | None:
-    pools = []
-    if has_speakers:
-        pools.append([s for s in segments if s.speaker is Speaker.CUSTOMER])
-    pools.append([s for s in segments if s.source == "note"])
-    pools.append(segments)
-    for pool in pools:
-        candidates = [s for s in pool if _substantive(s)]
-        cued = [s for s in candidates if _REASON_CUE.search(s.lower)]
-        if cued or candidates:
-            return (cued or candidates)[0]
-    return None
+    # Agents write the reason first in their notes; customers say it in their first real turn.
+    notes = [s for s in segments if s.source == "note" and _substantive(s)]
+    if notes:
+        return notes[0]
+    customer = [s for s in segments if s.speaker is Speaker.CUSTOMER] if has_speakers else segments
+    candidates = [s for s in customer if _substantive(s)] or [
+        s for s in segments if _substantive(s)
+    ]
+    if not candidates:
+        return None
+    return candidates[0]
 
 
 def _fits(chosen: list[Segment], extra: Segment, budget: int) -> bool:
@@ -68,32 +65,59 @@ def extractive_summary(
             return _cut(reason.text, budget)
         chosen.append(reason)
 
+    if reason is not None and reason.source == "transcript":
+        # The reason often runs over two sentences of the same turn ("My internet is down.
+        # This is the third time I call."); keep the second when it is short enough.
+        follow = next((s for s in segments if s.position == reason.position + 1), None)
+        if (
+            follow is not None
+            and follow.turn == reason.turn
+            and _substantive(follow)
+            and (len(reason.text) + len(follow.text) + 1 <= budget * 0.45)
+        ):
+            chosen.append(follow)
+
     next_steps = [a.segment for a in actions if a.segment is not reason]
     done = [
-        s for s in segments
-        if s.speaker is not Speaker.CUSTOMER and s is not reason and _substantive(s)
-        and _DONE_CUE.search(s.lower) and s not in next_steps
+        s
+        for s in segments
+        if s.speaker is not Speaker.CUSTOMER
+        and s is not reason
+        and _substantive(s)
+        and _DONE_CUE.search(s.lower)
+        and s not in next_steps
     ]
     notes = [s for s in segments if s.source == "note" and s is not reason]
     # Priority: reason, the first promise, what was done, then the rest of the agent's notes.
     for candidate in [*next_steps[:1], *done[:2], *next_steps[1:], *notes]:
         if candidate not in chosen and _fits(chosen, candidate, budget):
             chosen.append(candidate)
-    if len(chosen) == 1 and reason is not None:
-        # Nothing was done or promised: add the agent's first substantive answer, if it fits.
+    if reason is not None and not done:
+        # Nothing was done: add the agent's first real answer (not a question, not "let me
+        # check"), if it fits.
         answer = next(
-            (s for s in segments if s.position > reason.position and s.speaker is Speaker.AGENT
-             and _substantive(s)),
+            (
+                s
+                for s in segments
+                if s.position > reason.position
+                and s.speaker is Speaker.AGENT
+                and _substantive(s)
+                and not _FILLER.match(s.lower)
+            ),
             None,
         )
-        if answer is not None and _fits(chosen, answer, budget):
+        if answer is not None and answer not in chosen and _fits(chosen, answer, budget):
             chosen.append(answer)
     chosen.sort(key=lambda s: (_role(s, reason, next_steps), s.position))
     return " ".join(s.text for s in chosen)
 
 
 def _role(segment: Segment, reason: Segment | None, next_steps: list[Segment]) -> int:
-    if segment is reason:
+    if (
+        reason is not None
+        and segment.turn == reason.turn
+        and segment.position <= reason.position + 1
+    ):
         return 0
     if segment in next_steps:
         return 2

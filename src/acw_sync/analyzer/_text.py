@@ -15,16 +15,65 @@ from acw_sync.model import CallRecord, Speaker
 __all__ = ["NEGATIONS", "Segment", "is_negated", "segments_of", "split_sentences"]
 
 _ABBREVIATIONS = frozenset(
-    {"mr", "mrs", "ms", "dr", "st", "no", "nr", "vs", "etc", "e.g", "i.e", "approx", "inc", "ltd",
-     "jr", "sr", "prof", "mt", "ft", "dept", "ref", "tel", "p.m", "a.m"}
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "st",
+        "no",
+        "nr",
+        "vs",
+        "etc",
+        "e.g",
+        "i.e",
+        "approx",
+        "inc",
+        "ltd",
+        "jr",
+        "sr",
+        "prof",
+        "mt",
+        "ft",
+        "dept",
+        "ref",
+        "tel",
+        "p.m",
+        "a.m",
+    }
 )
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 
 #: Words that negate a phrase that follows them closely ("not resolved", "don't want to cancel").
 NEGATIONS = frozenset(
-    {"not", "no", "never", "don't", "doesn't", "didn't", "isn't", "wasn't", "aren't", "won't",
-     "can't", "cannot", "couldn't", "haven't", "hasn't", "nor", "without", "dont", "didnt",
-     "isnt", "wasnt", "wont", "cant", "hasnt", "havent", "neither"}
+    {
+        "not",
+        "no",
+        "never",
+        "don't",
+        "doesn't",
+        "didn't",
+        "isn't",
+        "wasn't",
+        "aren't",
+        "won't",
+        "can't",
+        "cannot",
+        "couldn't",
+        "haven't",
+        "hasn't",
+        "nor",
+        "without",
+        "dont",
+        "didnt",
+        "isnt",
+        "wasnt",
+        "wont",
+        "cant",
+        "hasnt",
+        "havent",
+        "neither",
+    }
 )
 _WORD = re.compile(r"[a-z0-9']+")
 
