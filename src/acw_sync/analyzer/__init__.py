@@ -4,14 +4,18 @@
 and the transcript: an extractive summary, the outcome, the customer's sentiment, categories
 and action items with due times in the centre's timezone. :class:`LLMAnalyzer` asks an
 OpenAI-compatible endpoint for an abstractive summary and falls back to the offline analyzer.
-:func:`report` aggregates talk, hold, ACW and handle time per agent or team.
+:func:`report` aggregates talk, hold, ACW and handle time per agent or team;
+:func:`render_report` and :func:`write_chart` show it.
 
 This package reads call records and returns values; it does no CRM, queue or Redis work.
 """
 
 from acw_sync.analyzer._base import AnalysisContext, Analyzer
 from acw_sync.analyzer._due import DueTime, resolve_due
+from acw_sync.analyzer._figures import CallFigures, ReportRow, call_figures, parse_since, report
+from acw_sync.analyzer._llm import LLMAnalyzer, LLMUnavailable
 from acw_sync.analyzer._offline import OfflineAnalyzer
+from acw_sync.analyzer._render import render_report, write_chart
 from acw_sync.analyzer._settings import DEFAULT_TAXONOMY, AnalyzerSettings, LLMSettings
 
 __all__ = [
@@ -19,8 +23,25 @@ __all__ = [
     "AnalysisContext",
     "Analyzer",
     "AnalyzerSettings",
+    "CallFigures",
     "DueTime",
+    "LLMAnalyzer",
     "LLMSettings",
+    "LLMUnavailable",
     "OfflineAnalyzer",
+    "ReportRow",
+    "analyzer_from_settings",
+    "call_figures",
+    "parse_since",
+    "render_report",
+    "report",
     "resolve_due",
+    "write_chart",
 ]
+
+
+def analyzer_from_settings(settings: AnalyzerSettings) -> Analyzer:
+    """The analyzer the config asks for: the LLM one when ``llm`` is set, else offline."""
+    if settings.llm is not None:
+        return LLMAnalyzer(settings.llm)
+    return OfflineAnalyzer()
