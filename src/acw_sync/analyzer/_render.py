@@ -55,9 +55,9 @@ def _plain(row: ReportRow) -> dict[str, object]:
     """Seconds rounded to 0.1 s, rates to 0.0001, for CSV and JSON."""
     out: dict[str, object] = {}
     for key, value in asdict(row).items():
-        if isinstance(value, float):
-            value = round(value, 4 if key == "missed_rate" else 1)
-        out[key] = value
+        out[key] = (
+            round(value, 4 if key == "missed_rate" else 1) if isinstance(value, float) else value
+        )
     return out
 
 
