@@ -265,6 +265,9 @@ def _is_deadline(text: str, start: int) -> bool:
 def resolve_due(sentence: str, reference: datetime, zone: ZoneInfo) -> DueTime | None:
     """The due moment a sentence states, relative to ``reference`` in ``zone``; None if none."""
     text = sentence.lower().replace("\u2019", "'")
+    # Elapsed-time arithmetic must happen in UTC: an aware datetime in a ZoneInfo zone adds
+    # timedeltas on the wall clock and would ignore a DST change.
+    reference = reference.astimezone(UTC)
     local = reference.astimezone(zone)
 
     span = _SPAN.search(text)
