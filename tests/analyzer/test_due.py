@@ -63,11 +63,19 @@ WED = datetime(2026, 6, 10, 11, 0, tzinfo=BERLIN)
         ("by the end of next week", WED, datetime(2026, 6, 19, 17, 0)),
         ("by the end of the month", WED, datetime(2026, 6, 30, 17, 0)),
         # May 2026 ends on a Sunday: its last weekday is Friday the 29th
-        ("end of the month", datetime(2026, 5, 25, 10, 0, tzinfo=BERLIN), datetime(2026, 5, 29, 17, 0)),
+        (
+            "end of the month",
+            datetime(2026, 5, 25, 10, 0, tzinfo=BERLIN),
+            datetime(2026, 5, 29, 17, 0),
+        ),
         ("next month", datetime(2026, 7, 20, 10, 0, tzinfo=BERLIN), datetime(2026, 8, 3, 9, 0)),
         ("in a month", datetime(2026, 1, 31, 10, 0, tzinfo=BERLIN), datetime(2026, 2, 28, 10, 0)),
         ("next Monday", datetime(2026, 12, 31, 15, 0, tzinfo=BERLIN), datetime(2027, 1, 4, 9, 0)),
-        ("end of the month", datetime(2026, 12, 28, 9, 0, tzinfo=BERLIN), datetime(2026, 12, 31, 17, 0)),
+        (
+            "end of the month",
+            datetime(2026, 12, 28, 9, 0, tzinfo=BERLIN),
+            datetime(2026, 12, 31, 17, 0),
+        ),
         # spans
         ("in two hours", FRI, datetime(2026, 3, 27, 18, 40)),
         ("in 20 minutes", FRI, datetime(2026, 3, 27, 17, 0)),
@@ -76,11 +84,23 @@ WED = datetime(2026, 6, 10, 11, 0, tzinfo=BERLIN)
         ("in a couple of days", WED, datetime(2026, 6, 12, 11, 0)),
         ("in two weeks", WED, datetime(2026, 6, 24, 11, 0)),
         ("within 3 days", WED, datetime(2026, 6, 13, 17, 0)),
-        ("within 3 business days", datetime(2026, 4, 30, 10, 0, tzinfo=BERLIN), datetime(2026, 5, 5, 17, 0)),
+        (
+            "within 3 business days",
+            datetime(2026, 4, 30, 10, 0, tzinfo=BERLIN),
+            datetime(2026, 5, 5, 17, 0),
+        ),
         ("within 5 working days", FRI, datetime(2026, 4, 3, 17, 0)),
         # explicit dates
-        ("on June 5th at 10:30", datetime(2026, 5, 20, 9, 0, tzinfo=BERLIN), datetime(2026, 6, 5, 10, 30)),
-        ("by the 5th of June", datetime(2026, 5, 20, 9, 0, tzinfo=BERLIN), datetime(2026, 6, 5, 17, 0)),
+        (
+            "on June 5th at 10:30",
+            datetime(2026, 5, 20, 9, 0, tzinfo=BERLIN),
+            datetime(2026, 6, 5, 10, 30),
+        ),
+        (
+            "by the 5th of June",
+            datetime(2026, 5, 20, 9, 0, tzinfo=BERLIN),
+            datetime(2026, 6, 5, 17, 0),
+        ),
         ("on the 31st", datetime(2026, 4, 10, 9, 0, tzinfo=BERLIN), datetime(2026, 5, 31, 9, 0)),
         ("on 2026-07-01", WED, datetime(2026, 7, 1, 9, 0)),
         ("on March 3rd", WED, datetime(2027, 3, 3, 9, 0)),

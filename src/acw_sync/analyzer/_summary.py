@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from acw_sync.analyzer._actions import FoundAction
-from acw_sync.analyzer._text import Segment
+from acw_sync.analyzer._text import Segment, ends_sentence
 from acw_sync.model import Speaker
 
 __all__ = ["extractive_summary"]
@@ -49,6 +49,8 @@ def _pick_reason(segments: list[Segment], has_speakers: bool) -> Segment | None:
 
 
 def _fits(chosen: list[Segment], extra: Segment, budget: int) -> bool:
+    if any(s.text == extra.text for s in chosen):
+        return False  # the same words said twice are summarised once
     return sum(len(s.text) + 1 for s in chosen) + len(extra.text) <= budget
 
 
@@ -109,7 +111,18 @@ def extractive_summary(
         if answer is not None and answer not in chosen and _fits(chosen, answer, budget):
             chosen.append(answer)
     chosen.sort(key=lambda s: (_role(s, reason, next_steps), s.position))
-    return " ".join(s.text for s in chosen)
+    return _join([s.text for s in chosen])
+
+
+def _join(sentences: list[str]) -> str:
+    """Sentences joined by a space, or a line break after one with no final punctuation (so
+    "cb tmrw" and "re invoice" stay two traceable lines instead of one invented sentence)."""
+    out = ""
+    for sentence in sentences:
+        if out:
+            out += " " if ends_sentence(out) else "\n"
+        out += sentence
+    return out
 
 
 def _role(segment: Segment, reason: Segment | None, next_steps: list[Segment]) -> int:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from acw_sync.model import CallRecord, Speaker
 
-__all__ = ["NEGATIONS", "Segment", "is_negated", "segments_of", "split_sentences"]
+__all__ = ["NEGATIONS", "Segment", "ends_sentence", "is_negated", "segments_of", "split_sentences"]
 
 _ABBREVIATIONS = frozenset(
     {
@@ -111,6 +111,15 @@ def split_sentences(text: str) -> list[str]:
     if tail:
         pieces.append(tail)
     return pieces
+
+
+def ends_sentence(text: str) -> bool:
+    """True when :func:`split_sentences` would end a sentence after ``text``."""
+    text = text.rstrip("\"')]")
+    if not text.endswith((".", "!", "?")):
+        return False
+    last_word = text.split()[-1].rstrip(".").lower()
+    return last_word not in _ABBREVIATIONS
 
 
 def segments_of(call: CallRecord) -> list[Segment]:

@@ -1,0 +1,276 @@
+"""Outcome, sentiment, categories and action items on calls written for these tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from analyzer_calls import BERLIN, make_call
+
+from acw_sync.analyzer import AnalysisContext, AnalyzerSettings, OfflineAnalyzer
+from acw_sync.model import Analysis, CallOutcome, CallRecord, Resolution, Sentiment, TaskType
+
+CTX = AnalysisContext(timezone=BERLIN)
+
+
+def run(call: CallRecord, ctx: AnalysisContext = CTX) -> Analysis:
+    return OfflineAnalyzer().analyze(call, ctx)
+
+
+# --- outcome ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("turns", "expected"),
+    [
+        (
+            [
+                ("customer", "My printer won't print anything."),
+                ("agent", "I've reinstalled the driver remotely."),
+                ("customer", "It's working again, brilliant."),
+            ],
+            Resolution.RESOLVED,
+        ),
+        (
+            [
+                ("customer", "The heating is broken."),
+                ("agent", "Let's try resetting the thermostat."),
+                ("customer", "No, it's still not working."),
+                ("agent", "Then I can't fix it remotely, sorry."),
+            ],
+            Resolution.UNRESOLVED,
+        ),
+        (
+            [
+                ("customer", "So my issue is not resolved?"),
+                ("agent", "No, I'm afraid it isn't fixed yet."),
+            ],
+            Resolution.UNRESOLVED,
+        ),
+        (
+            [
+                ("customer", "I want to speak to a manager."),
+                ("agent", "I'm transferring you to my supervisor now."),
+            ],
+            Resolution.ESCALATED,
+        ),
+        (
+            [
+                ("customer", "The invoice total is wrong."),
+                ("agent", "I've passed this to our accounts team."),
+            ],
+            Resolution.ESCALATED,
+        ),
+        (
+            [
+                ("customer", "When does my contract end?"),
+                ("agent", "Let me check with the contracts team."),
+                ("agent", "I'll call you back this afternoon with the date."),
+            ],
+            Resolution.CALLBACK_PROMISED,
+        ),
+        (
+            [
+                ("customer", "Can I change my delivery address?"),
+                ("agent", "Yes, I've updated the address on the order."),
+            ],
+            Resolution.RESOLVED,
+        ),
+    ],
+)
+def test_resolution_from_words(turns: list[tuple[str, str]], expected: Resolution) -> None:
+    assert run(make_call(turns)).resolution is expected
+
+
+def test_telephony_outcome_wins() -> None:
+    assert run(make_call(outcome=CallOutcome.NO_ANSWER, talk=None)).resolution is Resolution.MISSED
+    voicemail = make_call(
+        [("customer", "Hi, it's Jo, please call me back.")], outcome=CallOutcome.VOICEMAIL
+    )
+    analysis = run(voicemail)
+    assert analysis.resolution is Resolution.VOICEMAIL
+    assert [i.kind for i in analysis.action_items] == [TaskType.CALL]
+
+
+def test_disposition_wins_over_words() -> None:
+    call = make_call([("customer", "It's still not working.")], disposition="Escalated to Tier 2")
+    assert run(call).resolution is Resolution.ESCALATED
+
+
+# --- sentiment -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("turns", "expected"),
+    [
+        (
+            [("customer", "Thank you so much, you've been incredibly helpful, I'm really happy!")],
+            Sentiment.POSITIVE,
+        ),
+        (
+            [("customer", "I'd like to update my address."), ("customer", "Okay, thanks, bye.")],
+            Sentiment.NEUTRAL,
+        ),
+        (
+            [("customer", "This is absolutely terrible, I'm furious with your service.")],
+            Sentiment.NEGATIVE,
+        ),
+        # polite anger and sarcasm
+        ([("customer", "Well, thanks for nothing then.")], Sentiment.NEGATIVE),
+        ([("customer", "Thank you so much for wasting my whole morning.")], Sentiment.NEGATIVE),
+        (
+            [
+                ("customer", "This is the third time I call about the same router."),
+                ("customer", "Thanks."),
+            ],
+            Sentiment.NEGATIVE,
+        ),
+        (
+            [("customer", "I've explained this four times already."), ("customer", "Lovely.")],
+            Sentiment.NEGATIVE,
+        ),
+        (
+            [("customer", "My order is late again."), ("customer", "Oh great, just great.")],
+            Sentiment.NEGATIVE,
+        ),
+    ],
+)
+def test_customer_sentiment(turns: list[tuple[str, str]], expected: Sentiment) -> None:
+    analysis = run(make_call(turns))
+    assert analysis.sentiment is expected
+    assert analysis.sentiment_score is not None and -1 <= analysis.sentiment_score <= 1
+
+
+def test_sentiment_reads_only_the_customer() -> None:
+    call = make_call(
+        [
+            ("agent", "Wonderful, fantastic, I love helping you, this is great!"),
+            ("customer", "I need a copy of my invoice."),
+        ]
+    )
+    assert run(call).sentiment is Sentiment.NEUTRAL
+
+
+def test_sentiment_uses_all_text_without_speakers() -> None:
+    call = make_call([("unknown", "This is a disgrace, I am furious and fed up.")])
+    assert run(call).sentiment is Sentiment.NEGATIVE
+
+
+# --- categories ------------------------------------------------------------------------------
+
+
+def test_categories_from_taxonomy_and_tags() -> None:
+    call = make_call(
+        [
+            ("customer", "I was charged twice on my last invoice and I want a refund."),
+            ("customer", "Also my parcel has not arrived."),
+        ],
+        tags=["VIP", "Billing"],
+    )
+    cats = run(call).categories
+    assert "billing" in cats and "shipping_delivery" in cats and "vip" in cats
+    assert cats.count("billing") == 1
+
+
+def test_negated_phrase_is_not_a_category() -> None:
+    call = make_call(
+        [("customer", "I'm not going to cancel my subscription, I just have a question.")]
+    )
+    assert "cancellation_risk" not in run(call).categories
+
+
+def test_custom_taxonomy() -> None:
+    settings = AnalyzerSettings(
+        timezone="Europe/Berlin", categories={"warranty": ["warranty", "guarantee"]}
+    )
+    ctx = AnalysisContext.from_settings(settings)
+    call = make_call([("customer", "Is my fridge still under warranty?")])
+    assert "warranty" in run(call, ctx).categories
+    only = AnalyzerSettings(categories={"warranty": ["warranty"]}, replace_default_categories=True)
+    assert set(only.taxonomy()) == {"warranty"}
+
+
+# --- action items ----------------------------------------------------------------------------
+
+
+def local(analysis: Analysis) -> list[tuple[TaskType, datetime | None]]:
+    return [
+        (i.kind, i.due_at.astimezone(BERLIN).replace(tzinfo=None) if i.due_at else None)
+        for i in analysis.action_items
+    ]
+
+
+WED_11 = datetime(2026, 6, 10, 11, 0, tzinfo=BERLIN)
+
+
+def test_promises_with_kinds_and_due_times() -> None:
+    call = make_call(
+        [
+            ("customer", "My new phone arrived with a cracked screen."),
+            ("agent", "I'm sorry. We'll send a replacement by Friday."),
+            (
+                "agent",
+                "I'll also email you the return label today, and I'll call you on Monday to check.",
+            ),
+        ],
+        ended=WED_11,
+    )
+    assert sorted(local(run(call)), key=str) == sorted(
+        [
+            (TaskType.TODO, datetime(2026, 6, 12, 17, 0)),
+            (TaskType.EMAIL, datetime(2026, 6, 10, 17, 0)),
+            (TaskType.CALL, datetime(2026, 6, 15, 9, 0)),
+        ],
+        key=str,
+    )
+
+
+def test_customer_request_and_agent_confirmation_are_one_item() -> None:
+    call = make_call(
+        [
+            ("customer", "Could you ring me back on Thursday?"),
+            ("agent", "Of course, I'll call you Thursday at 4."),
+        ],
+        ended=WED_11,
+    )
+    assert local(run(call)) == [(TaskType.CALL, datetime(2026, 6, 11, 16, 0))]
+
+
+def test_customer_own_promise_and_agent_advice_are_not_items() -> None:
+    call = make_call(
+        [
+            ("customer", "I'll send you the photos tomorrow."),
+            ("agent", "Please restart the router tonight and it should be fine."),
+            ("agent", "It will show on your statement in 3 days."),
+        ],
+        ended=WED_11,
+    )
+    assert run(call).action_items == []
+
+
+def test_negated_promise_is_not_an_item() -> None:
+    call = make_call([("agent", "We won't call you again about this offer.")], ended=WED_11)
+    assert run(call).action_items == []
+
+
+def test_note_promise() -> None:
+    call = make_call(notes=["Cust wants upgrade quote. Promised callback tmrw 2pm."], ended=WED_11)
+    assert local(run(call)) == [(TaskType.CALL, datetime(2026, 6, 11, 14, 0))]
+
+
+def test_promise_without_time_has_no_due() -> None:
+    call = make_call([("agent", "I'll email you the form.")], ended=WED_11)
+    assert local(run(call)) == [(TaskType.EMAIL, None)]
+
+
+def test_due_time_in_other_zone() -> None:
+    ny = ZoneInfo("America/New_York")
+    ended = datetime(2026, 11, 27, 16, 0, tzinfo=ny)  # Friday
+    call = make_call(
+        [("agent", "Someone from billing will call you on Monday morning.")], ended=ended
+    )
+    items = run(call, AnalysisContext(timezone=ny)).action_items
+    assert [i.due_at.astimezone(ny).replace(tzinfo=None) for i in items if i.due_at] == [
+        datetime(2026, 11, 30, 9, 0)
+    ]
