@@ -6,10 +6,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from analyzer_calls import BERLIN, make_call
 
 from acw_sync.analyzer import AnalysisContext, AnalyzerSettings, OfflineAnalyzer
 from acw_sync.model import Analysis, CallOutcome, CallRecord, Resolution, Sentiment, TaskType
+from tests.analyzer.builders import BERLIN, make_call
 
 CTX = AnalysisContext(timezone=BERLIN)
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from analyzer_calls import BERLIN, make_call
 from pydantic import SecretStr
 
 from acw_sync.analyzer import (
@@ -22,6 +21,7 @@ from acw_sync.analyzer import (
     OfflineAnalyzer,
     analyzer_from_settings,
 )
+from tests.analyzer.builders import BERLIN, make_call
 
 KEY = "sk-test-SECRET-4242"
 GOOD = (

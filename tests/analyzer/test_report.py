@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from analyzer_calls import make_call
 
 from acw_sync.analyzer import call_figures, parse_since, render_report, report, write_chart
 from acw_sync.model import ActionItem, Agent, Analysis, CallOutcome
+from tests.analyzer.builders import make_call
 
 NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
 ANNA = Agent(id="a1", name="Anna", team="Support")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from analyzer_calls import BERLIN, make_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from acw_sync.analyzer import AnalysisContext, OfflineAnalyzer
 from acw_sync.analyzer._text import split_sentences
 from acw_sync.model import CallRecord
+from tests.analyzer.builders import BERLIN, make_call
 
 _WORDS = st.sampled_from(
     [

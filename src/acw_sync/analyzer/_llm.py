@@ -42,7 +42,7 @@ _MAX_INPUT_CHARS = 12_000
 _REFUSALS = ("as an ai", "i cannot", "i can't help", "i'm sorry, but", "language model")
 
 
-class LLMUnavailable(Exception):  # noqa: N818 - an outcome, not an error the caller handles
+class LLMUnavailable(Exception):
     """The endpoint gave no usable summary; the message is safe to log (no secrets)."""
 
 
