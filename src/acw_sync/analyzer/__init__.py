@@ -10,13 +10,17 @@ OpenAI-compatible endpoint for an abstractive summary and falls back to the offl
 This package reads call records and returns values; it does no CRM, queue or Redis work.
 """
 
+from collections.abc import Callable
+
 from acw_sync.analyzer._base import AnalysisContext, Analyzer
 from acw_sync.analyzer._due import DueTime, resolve_due
 from acw_sync.analyzer._figures import CallFigures, ReportRow, call_figures, parse_since, report
 from acw_sync.analyzer._llm import LLMAnalyzer, LLMUnavailable
+from acw_sync.analyzer._metrics import CallMetrics, observe_call
 from acw_sync.analyzer._offline import OfflineAnalyzer
 from acw_sync.analyzer._render import render_report, write_chart
 from acw_sync.analyzer._settings import DEFAULT_TAXONOMY, AnalyzerSettings, LLMSettings
+from acw_sync.model import Analysis, CallRecord
 
 __all__ = [
     "DEFAULT_TAXONOMY",
@@ -24,20 +28,34 @@ __all__ = [
     "Analyzer",
     "AnalyzerSettings",
     "CallFigures",
+    "CallMetrics",
     "DueTime",
     "LLMAnalyzer",
     "LLMSettings",
     "LLMUnavailable",
     "OfflineAnalyzer",
     "ReportRow",
+    "analyze_function",
     "analyzer_from_settings",
     "call_figures",
+    "observe_call",
     "parse_since",
     "render_report",
     "report",
     "resolve_due",
     "write_chart",
 ]
+
+
+def analyze_function(settings: AnalyzerSettings | None = None) -> Callable[[CallRecord], Analysis]:
+    """``record -> Analysis`` for the worker (``acw_sync.sync.Analyze``), built once.
+
+    Due times count from each call's end, in the centre's timezone from ``settings``.
+    """
+    settings = settings or AnalyzerSettings()
+    analyzer = analyzer_from_settings(settings)
+    ctx = AnalysisContext.from_settings(settings)
+    return lambda record: analyzer.analyze(record, ctx)
 
 
 def analyzer_from_settings(settings: AnalyzerSettings) -> Analyzer:
