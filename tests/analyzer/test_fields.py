@@ -274,3 +274,82 @@ def test_due_time_in_other_zone() -> None:
     assert [i.due_at.astimezone(ny).replace(tzinfo=None) for i in items if i.due_at] == [
         datetime(2026, 11, 30, 9, 0)
     ]
+
+
+# --- calls in other words (phrasings not in the evaluation set) ----------------------------
+
+LONDON = ZoneInfo("Europe/London")
+WED_LONDON = datetime(2026, 6, 10, 11, 0, tzinfo=LONDON)
+
+
+def run_london(turns: list[tuple[str, str]]) -> Analysis:
+    return run(make_call(turns, ended=WED_LONDON), AnalysisContext(timezone=LONDON))
+
+
+def due_local(analysis: Analysis) -> list[tuple[TaskType, datetime | None]]:
+    return [
+        (i.kind, i.due_at.astimezone(LONDON).replace(tzinfo=None) if i.due_at else None)
+        for i in analysis.action_items
+    ]
+
+
+def test_time_window_starts_the_task_and_fed_up_customer_is_negative() -> None:
+    result = run_london(
+        [
+            ("customer", "I've been trying to get through for an hour, honestly I'm sick of this."),
+            ("customer", "My boiler has no pressure and there's no hot water."),
+            ("agent", "I'll get an engineer out to you tomorrow between 8 and 12."),
+            ("customer", "Fine."),
+        ]
+    )
+    assert result.sentiment is Sentiment.NEGATIVE
+    assert "technical_issue" in result.categories
+    assert due_local(result) == [(TaskType.TODO, datetime(2026, 6, 11, 8, 0))]
+
+
+def test_known_fault_without_fix_is_unresolved() -> None:
+    result = run_london(
+        [
+            ("customer", "Why is my broadband so slow every evening?"),
+            ("agent", "There is congestion in your area; our network team is aware of it."),
+            ("agent", "We expect it to be fixed by next Wednesday."),
+        ]
+    )
+    assert result.resolution is Resolution.UNRESOLVED
+
+
+def test_request_gives_its_kind_to_the_dated_promise() -> None:
+    result = run_london(
+        [
+            ("customer", "Could someone email me a copy of my contract?"),
+            ("agent", "Sure, I'll send that over to you in the next 10 minutes."),
+        ]
+    )
+    assert due_local(result) == [(TaskType.EMAIL, datetime(2026, 6, 10, 11, 10))]
+
+
+def test_make_sure_someone_calls() -> None:
+    result = run_london(
+        [
+            ("customer", "I was promised a call back yesterday and nobody called. Again."),
+            ("agent", "I'll make sure my team leader calls you today before 5pm."),
+        ]
+    )
+    assert result.sentiment is Sentiment.NEGATIVE
+    assert result.resolution is Resolution.CALLBACK_PROMISED
+    assert due_local(result) == [(TaskType.CALL, datetime(2026, 6, 10, 17, 0))]
+
+
+def test_call_back_request_without_me() -> None:
+    result = run_london(
+        [
+            ("agent", "Hi, it's Mark from Sunny Windows returning your call about the quote."),
+            (
+                "customer",
+                "I need to check with my husband first. Can you call back Monday evening?",
+            ),
+            ("agent", "Of course, speak Monday evening."),
+        ]
+    )
+    assert due_local(result) == [(TaskType.CALL, datetime(2026, 6, 15, 18, 0))]
+    assert "returns" not in result.categories

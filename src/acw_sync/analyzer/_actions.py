@@ -38,7 +38,8 @@ _NOTE_PROMISE = re.compile(
     r"e-?mail|send|contact|visit|ship|get back))\b"
 )
 _REQUEST = re.compile(
-    r"\b(?:call|ring|phone|email|e-mail|contact|text)\s+(?:me|us)\b(?:\s+back)?|\bget back to me\b"
+    r"\b(?:call|ring|phone|email|e-mail|contact|text)\s+(?:me|us)\b(?:\s+back)?|"
+    r"\b(?:call|ring|phone)\s+back\b|\bget back to me\b"
 )
 _NO_SUBJECT = re.compile(r"^(?:it|this|that|there|you|it's|which)\b")
 #: Verbs that, after "I'll"/"we will", make a promise to act for the customer.
@@ -96,9 +97,14 @@ _ACTION_VERBS = frozenset(
         "issue",
         "reply",
         "respond",
+        "make",
+        "ensure",
     }
 )
-_NOT_FOLLOW_UPS = frozenset({"let", "look", "check", "try", "put", "prepare", "transfer"})
+#: Verbs that promise a follow-up only with a contact word ("I'll make sure she calls you").
+_NOT_FOLLOW_UPS = frozenset(
+    {"let", "look", "check", "try", "put", "prepare", "transfer", "make", "ensure"}
+)
 _CALL_WORDS = re.compile(
     r"\b(?:call|calls|calling|ring|phone|callback|cb|get back to|be in touch|check in|"
     r"follow[- ]?up|contact|reach out|try you again|speak|let you know)\b"
@@ -184,7 +190,30 @@ def find_actions(
     return _deduplicate(found, zone)
 
 
+def _adopt_requested_kind(found: list[FoundAction]) -> list[FoundAction]:
+    """ "Could you email me the contract?" + "I'll send it over in 10 minutes" is one e-mail:
+    a dated generic promise right after an undated request takes the request's kind."""
+    out = list(found)
+    for i, request in enumerate(found):
+        if not request.requested or request.due is not None:
+            continue
+        for j in range(i + 1, len(found)):
+            promise = found[j]
+            if promise.segment.turn - request.segment.turn > 2:
+                break
+            if (
+                not promise.requested
+                and promise.due is not None
+                and promise.item.kind is TaskType.TODO
+            ):
+                item = promise.item.model_copy(update={"kind": request.item.kind})
+                out[j] = FoundAction(item, promise.segment, promise.due, False)
+                break
+    return out
+
+
 def _deduplicate(found: list[FoundAction], zone: ZoneInfo) -> list[FoundAction]:
+    found = _adopt_requested_kind(found)
     # Within one sentence, a dated clause makes the undated ones restatements of it.
     dated_segments = {f.segment.position for f in found if f.due is not None}
     found = [f for f in found if f.due is not None or f.segment.position not in dated_segments]

@@ -53,7 +53,8 @@ _OPEN = re.compile(
     r"(?:can't|cannot|couldn't|unable to) (?:fix|solve|resolve|change|help)|out of ideas|"
     r"no (?:solution|fix)|didn't (?:help|work)|doesn't (?:help|work)|let us know if it happens|"
     r"try (?:again|reinstalling|restarting|a wired)|working on it|investigating|"
-    r"no idea (?:why|when)|(?:is|are) down)\b"
+    r"no idea (?:why|when)|(?:is|are) down|(?:expect|hope|hoping)\s+(?:it|this|that)\s+to\s+be\s+"
+    r"(?:fixed|resolved|back)|(?:is|are) aware of|known (?:issue|problem|fault))\b"
 )
 _REMEDY = re.compile(
     r"\b(?:(?:i|we)(?:'ve| have)\s+(?:just\s+|now\s+|also\s+)?(?:processed|issued|refunded|"

@@ -45,11 +45,13 @@ _ANGER = re.compile(
     r"losing (?:my )?patience|fed up|not good enough|unacceptable|had better|wasted|waste of|"
     r"this is (?:a joke|ridiculous|absurd)|not happy|kept me on hold|on hold for|ugh|argh|"
     r"(?:make|file|lodge|raise|register) a (?:formal )?complaint|"
-    r"been waiting (?:for )?(?:\w+ )?(?:days|weeks|hours|months|ages))\b"
+    r"been waiting (?:for )?(?:\w+ )?(?:days|weeks|hours|months|ages)|sick (?:and tired )?of|"
+    r"tired of|had enough|(?:nobody|no one|no-one|never) (?:called|rang|came|got back|phoned)|"
+    r"trying to get through)\b"
 )
 _SARCASTIC_SHORT = re.compile(
     r"^(?:oh,? )?(?:great|wonderful|lovely|perfect|brilliant|fantastic|marvellous|super|"
-    r"terrific|sure)[.!]*$"
+    r"terrific|sure|fine|whatever)[.!]*$"
 )
 _ANGER_SCORE = -0.6
 
