@@ -353,3 +353,33 @@ def test_call_back_request_without_me() -> None:
     )
     assert due_local(result) == [(TaskType.CALL, datetime(2026, 6, 15, 18, 0))]
     assert "returns" not in result.categories
+
+
+def test_stacked_irritation_is_negative_but_one_problem_is_not() -> None:
+    annoyed = run_london(
+        [
+            ("customer", "My refund still hasn't come through, it's been six weeks."),
+            ("agent", "I've processed it now."),
+            ("customer", "I'd appreciate it if it actually arrives this time."),
+        ]
+    )
+    assert annoyed.sentiment is Sentiment.NEGATIVE
+    calm = run_london(
+        [
+            ("customer", "I ordered a lamp last week and it still hasn't arrived."),
+            ("agent", "It's with the courier and will be with you tomorrow."),
+            ("customer", "Okay, thanks."),
+        ]
+    )
+    assert calm.sentiment is Sentiment.NEUTRAL
+
+
+def test_own_mistake_is_not_negative() -> None:
+    result = run_london(
+        [
+            ("customer", "My payment failed but I don't know why."),
+            ("agent", "Your card expired last month, I've sent you a link to update it."),
+            ("customer", "Ah, my mistake. Thanks!"),
+        ]
+    )
+    assert result.sentiment is not Sentiment.NEGATIVE

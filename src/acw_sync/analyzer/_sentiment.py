@@ -8,6 +8,8 @@ who speaks). Three corrections make it fit call-centre speech:
 * polite anger and sarcasm ("thanks for nothing", "thank you ever so much for keeping me on
   hold", "Oh great, just great", a lone "Wonderful." in an unhappy call) and repeated contact
   ("this is the third time I call") count as clearly negative;
+* milder irritation ("it still hasn't arrived", "it's been six weeks") counts a little, and
+  as anger once three such remarks pile up;
 * later sentences weigh more than earlier ones (how the call ends is what a supervisor reads),
   and negative sentences weigh a little more than positive ones.
 """
@@ -24,8 +26,8 @@ from acw_sync.model import Sentiment, Speaker
 
 __all__ = ["NEGATIVE_THRESHOLD", "POSITIVE_THRESHOLD", "customer_sentiment"]
 
-POSITIVE_THRESHOLD = 0.3
-NEGATIVE_THRESHOLD = -0.1
+POSITIVE_THRESHOLD = 0.35
+NEGATIVE_THRESHOLD = -0.2
 
 _FORMULAS = re.compile(
     r"\b(?:thank you(?: very much| so much)?|thanks(?: a lot| so much)?|many thanks|cheers|"
@@ -49,6 +51,14 @@ _ANGER = re.compile(
     r"tired of|had enough|(?:nobody|no one|no-one|never) (?:called|rang|came|got back|phoned)|"
     r"trying to get through)\b"
 )
+#: Weaker signs of frustration: alone they describe a problem, together they are a mood.
+_IRRITATION = re.compile(
+    r"\b(?:it's been (?:\w+ )?(?:weeks|months)|"
+    r"still (?:hasn't|haven't|hasnt|havent|not|isn't|doesn't|don't|won't|can't|no)|"
+    r"(?:actually|finally|hopefully|better)\b[^.!?]{0,40}\bthis time|again\b[.!?])"
+)
+_IRRITATION_SCORE = -0.15
+_IRRITATION_LIMIT = 3
 _SARCASTIC_SHORT = re.compile(
     r"^(?:oh,? )?(?:great|wonderful|lovely|perfect|brilliant|fantastic|marvellous|super|"
     r"terrific|sure|fine|whatever)[.!]*$"
@@ -128,6 +138,7 @@ _NOT_MOOD = (
     "promise",
     "promised",
     "please",
+    "mistake",
 )
 
 
@@ -154,11 +165,16 @@ def customer_sentiment(segments: list[Segment], *, has_speakers: bool) -> tuple[
     scores = [_score_sentence(s.text) for s in voice]
     anger = [bool(_ANGER.search(s.lower)) for s in voice]
     unhappy = any(anger) or any(score <= -0.3 for score in scores)
+    fed_up = sum(len(_IRRITATION.findall(s.lower)) for s in voice) >= _IRRITATION_LIMIT
     total = weight_sum = 0.0
     for index, (segment, raw, angry) in enumerate(zip(voice, scores, anger, strict=True)):
         score = raw
         if angry or (unhappy and _SARCASTIC_SHORT.match(segment.lower.strip())):
             score = min(raw, 0.0) + _ANGER_SCORE
+        elif irritations := len(_IRRITATION.findall(segment.lower)):
+            # One "still hasn't arrived" describes a problem; three such remarks are a mood.
+            per_hit = _ANGER_SCORE if fed_up else _IRRITATION_SCORE
+            score = min(raw, 0.0) + per_hit * irritations
         if score == 0.0:
             continue
         weight = (1.0 + index / max(1, len(voice) - 1)) * (1.3 if score < 0 else 1.0)
