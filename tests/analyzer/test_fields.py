@@ -383,3 +383,20 @@ def test_own_mistake_is_not_negative() -> None:
         ]
     )
     assert result.sentiment is not Sentiment.NEGATIVE
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("Expect a call from us on Tuesday.", [(TaskType.CALL, datetime(2026, 6, 16, 9, 0))]),
+        ("You'll hear from us by Friday.", [(TaskType.CALL, datetime(2026, 6, 12, 17, 0))]),
+        ("We're sending a technician on Friday.", [(TaskType.TODO, datetime(2026, 6, 12, 9, 0))]),
+        ("You'll receive an email with the details.", [(TaskType.EMAIL, None)]),
+        ("I'm calling about your order.", []),
+        ("It'll show on your statement in 3 days.", []),
+    ],
+)
+def test_other_promise_wordings(
+    sentence: str, expected: list[tuple[TaskType, datetime | None]]
+) -> None:
+    assert due_local(run_london([("agent", sentence)])) == expected

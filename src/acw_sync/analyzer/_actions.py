@@ -33,6 +33,16 @@ _PASSIVE = re.compile(
     r"\bwill\s+be\s+(?:sent|shipped|delivered|posted|emailed|credited|refunded|replaced|"
     r"repaired|reviewed|dispatched|contacted|called|in touch)\b"
 )
+#: Promises worded from the customer's side or in the present tense ("you'll hear from us by
+#: Friday", "expect a call on Monday", "we're sending an engineer tomorrow").
+_OTHER_PROMISE = re.compile(
+    r"\b(?:expect (?:a|an|our|my) (?:call|phone call|ring|email|e-mail|visit|update|reply|delivery)|"
+    r"you(?:'ll| will) (?:hear (?:back )?from|receive|get) (?:us|me|him|her|them|a|an|the|your)\b)"
+)
+_PROGRESSIVE = re.compile(
+    r"\b(?:i'm|i am|we're|we are)\s+(?:sending|shipping|calling|ringing|emailing|posting|"
+    r"dispatching|arranging|booking)\b"
+)
 _NOTE_PROMISE = re.compile(
     r"\b(?:promised|follow[- ]?up|callback|call back|cb|(?:to|will|shall)\s+(?:call|ring|phone|"
     r"e-?mail|send|contact|visit|ship|get back))\b"
@@ -107,7 +117,7 @@ _NOT_FOLLOW_UPS = frozenset(
 )
 _CALL_WORDS = re.compile(
     r"\b(?:call|calls|calling|ring|phone|callback|cb|get back to|be in touch|check in|"
-    r"follow[- ]?up|contact|reach out|try you again|speak|let you know)\b"
+    r"follow[- ]?up|contact|reach out|try you again|speak|let you know|hear (?:back )?from)\b"
 )
 _EMAIL_WORDS = re.compile(r"\b(?:e-?mail|e-?mailed|emails|inbox)\b")
 _CLAUSE = re.compile(
@@ -136,6 +146,9 @@ def _kind(text: str) -> TaskType:
 
 def _is_promise(clause: str, segment: Segment) -> bool:
     if segment.source == "note" and _NOTE_PROMISE.search(clause):
+        return True
+    other = _OTHER_PROMISE.search(clause)
+    if other is not None and not is_negated(clause, other.start(), window=2):
         return True
     passive = _PASSIVE.search(clause)
     if passive is not None and not is_negated(clause, passive.start()):
@@ -179,6 +192,8 @@ def find_actions(
                 requested = True
             elif _is_promise(clause, segment):
                 requested = False
+            elif _PROGRESSIVE.search(clause) and resolve_due(clause, reference, zone):
+                requested = False  # "we're sending an engineer on Friday": dated, so a plan
             elif not has_speakers and _is_request(clause):
                 requested = True
             else:
