@@ -400,3 +400,28 @@ def test_other_promise_wordings(
     sentence: str, expected: list[tuple[TaskType, datetime | None]]
 ) -> None:
     assert due_local(run_london([("agent", sentence)])) == expected
+
+
+def test_future_ticket_with_another_team_is_an_escalation() -> None:
+    result = run_london(
+        [
+            ("customer", "The app shows the wrong balance."),
+            (
+                "agent",
+                "I'll raise a ticket with our engineers and they'll contact you by Thursday.",
+            ),
+        ]
+    )
+    assert result.resolution is Resolution.ESCALATED
+
+
+def test_nothing_more_to_do_is_unresolved_and_sarcasm_is_negative() -> None:
+    result = run_london(
+        [
+            ("customer", "The TV keeps freezing."),
+            ("agent", "Unfortunately there's nothing more I can do over the phone."),
+            ("customer", "Great. So I just have to live with it."),
+        ]
+    )
+    assert result.resolution is Resolution.UNRESOLVED
+    assert result.sentiment is Sentiment.NEGATIVE

@@ -38,7 +38,8 @@ _HANDOVER = re.compile(
     r"pass(?:ed|ing)?\s+(?:\w+\s+){0,3}?(?:on\s+)?to\s+(?:my|our|the|a)\b|"
     r"hand(?:ed|ing)?\s+(?:\w+\s+){0,3}?over\s+to|refer(?:red|ring)?\s+(?:\w+\s+){0,3}?to\s+(?:my|our|the)|"
     r"raised\s+(?:it|this|that|a ticket|a case)\s+with|"
-    r"(?:opened|logged|created|raised|filed)\s+(?:a|an|the)?\s*(?:\w+\s+)?(?:ticket|bug|case|incident)(?:\s+[\w#\-]+)?\s+with|"
+    r"(?:open(?:ed|ing|s)?|log(?:ged|ging|s)?|creat(?:e|ed|es|ing)|rais(?:e|ed|es|ing)|"
+    r"fil(?:e|ed|es|ing))\s+(?:a|an|the)?\s*(?:\w+\s+)?(?:ticket|bug|case|incident)(?:\s+[\w#\-]+)?\s+with|"
     r"(?:manager|supervisor)\s+will|tier ?2|second[- ]level support)"
 )
 _FIXED = re.compile(
@@ -54,7 +55,8 @@ _OPEN = re.compile(
     r"no (?:solution|fix)|didn't (?:help|work)|doesn't (?:help|work)|let us know if it happens|"
     r"try (?:again|reinstalling|restarting|a wired)|working on it|investigating|"
     r"no idea (?:why|when)|(?:is|are) down|(?:expect|hope|hoping)\s+(?:it|this|that)\s+to\s+be\s+"
-    r"(?:fixed|resolved|back)|(?:is|are) aware of|known (?:issue|problem|fault))\b"
+    r"(?:fixed|resolved|back)|(?:is|are) aware of|known (?:issue|problem|fault)|"
+    r"nothing (?:more |else )?(?:i|we) can do|live with it|put up with it)\b"
 )
 _REMEDY = re.compile(
     r"\b(?:(?:i|we)(?:'ve| have)\s+(?:just\s+|now\s+|also\s+)?(?:processed|issued|refunded|"

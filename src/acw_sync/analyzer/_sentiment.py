@@ -49,7 +49,7 @@ _ANGER = re.compile(
     r"(?:make|file|lodge|raise|register) a (?:formal )?complaint|"
     r"been waiting (?:for )?(?:\w+ )?(?:days|weeks|hours|months|ages)|sick (?:and tired )?of|"
     r"tired of|had enough|(?:nobody|no one|no-one|never) (?:called|rang|came|got back|phoned)|"
-    r"trying to get through)\b"
+    r"trying to get through|(?:have to|just) (?:live|put up) with it)\b"
 )
 #: Weaker signs of frustration: alone they describe a problem, together they are a mood.
 _IRRITATION = re.compile(
