@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from acw_sync.analyzer import resolve_due
 
@@ -168,8 +170,103 @@ def test_result_is_utc_and_explicit_flag() -> None:
         "Please call me back on 07700 900142.",
         "You can call us on 1-800-555-0199.",
         "It costs 35 pounds.",
+        "on the 0th",
+        "in 99999999 days",
+        "at 99",
         "",
     ],
 )
 def test_no_due_time(text: str) -> None:
     assert resolve_due(text, WED, BERLIN) is None
+
+
+_DUE_WORDS = st.sampled_from(
+    [
+        "at",
+        "by",
+        "on",
+        "in",
+        "within",
+        "the",
+        "next",
+        "this",
+        "end",
+        "of",
+        "week",
+        "month",
+        "day",
+        "tomorrow",
+        "today",
+        "tonight",
+        "morning",
+        "afternoon",
+        "evening",
+        "noon",
+        "Monday",
+        "Friday",
+        "Sunday",
+        "June",
+        "February",
+        "0th",
+        "31st",
+        "29th",
+        "30",
+        "0",
+        "1",
+        "2",
+        "3",
+        "7",
+        "8",
+        "12",
+        "13",
+        "23",
+        "24",
+        "25",
+        "99",
+        "15:00",
+        "2:30am",
+        "10:99am",
+        "12pm",
+        "0am",
+        "half",
+        "past",
+        "quarter",
+        "to",
+        "hours",
+        "minutes",
+        "days",
+        "weeks",
+        "months",
+        "business",
+        "working",
+        "a",
+        "an",
+        "two",
+        "couple",
+        "few",
+        "2026-02-30",
+        "2026-13-01",
+        "and",
+        "between",
+    ]
+)
+_ZONES = st.sampled_from(
+    ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "UTC"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    words=st.lists(_DUE_WORDS, max_size=10),
+    ref=st.datetimes(
+        min_value=datetime(2025, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(UTC)
+    ),
+    zone=_ZONES,
+)
+def test_any_wording_resolves_or_not_without_error(
+    words: list[str], ref: datetime, zone: str
+) -> None:
+    found = resolve_due(" ".join(words), ref, ZoneInfo(zone))
+    if found is not None:
+        assert found.at.tzinfo is UTC
+        assert found.at > ref - timedelta(days=1)

@@ -182,7 +182,7 @@ def _explicit_date(text: str, today: date) -> tuple[date, int, int] | None:
                 if candidate >= today:
                     return candidate, m.start(), m.end()
             return None
-    if m := _ORDINAL.search(text):
+    if (m := _ORDINAL.search(text)) and 1 <= int(m["d"]) <= 31:
         day_no = int(m["d"])
         probe = today.replace(day=1)
         for _ in range(3):
@@ -264,6 +264,13 @@ def _is_deadline(text: str, start: int) -> bool:
 
 def resolve_due(sentence: str, reference: datetime, zone: ZoneInfo) -> DueTime | None:
     """The due moment a sentence states, relative to ``reference`` in ``zone``; None if none."""
+    try:
+        return _resolve(sentence, reference, zone)
+    except (ValueError, OverflowError):
+        return None  # "on the 0th", "in 99999999 days": no moment we could schedule
+
+
+def _resolve(sentence: str, reference: datetime, zone: ZoneInfo) -> DueTime | None:
     text = sentence.lower().replace("\u2019", "'")
     # Elapsed-time arithmetic must happen in UTC: an aware datetime in a ZoneInfo zone adds
     # timedeltas on the wall clock and would ignore a DST change.
