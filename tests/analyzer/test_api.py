@@ -78,6 +78,7 @@ def test_analyze_function_for_the_worker() -> None:
         ended=datetime(2026, 6, 10, 16, 0, tzinfo=ny),
     )
     result = analyze(call)
+    assert result is not None
     assert result.action_items[0].due_at == datetime(2026, 6, 11, 14, 0, tzinfo=ny)
 
 
@@ -100,3 +101,19 @@ def test_metrics_observe_a_call() -> None:
         )
         == 1
     )
+
+
+def test_analyze_function_never_raises(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.analyzer.builders import make_call
+
+    def boom(*_: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(analyzer.OfflineAnalyzer, "analyze", boom)
+    assert (
+        analyzer.analyze_function()(make_call([("customer", "Hello there, my bill is wrong.")]))
+        is None
+    )
+    assert "analyzer failed" in caplog.text

@@ -10,6 +10,7 @@ OpenAI-compatible endpoint for an abstractive summary and falls back to the offl
 This package reads call records and returns values; it does no CRM, queue or Redis work.
 """
 
+import logging
 from collections.abc import Callable
 
 from acw_sync.analyzer._base import AnalysisContext, Analyzer
@@ -46,16 +47,33 @@ __all__ = [
     "write_chart",
 ]
 
+_log = logging.getLogger(__name__)
 
-def analyze_function(settings: AnalyzerSettings | None = None) -> Callable[[CallRecord], Analysis]:
+
+def analyze_function(
+    settings: AnalyzerSettings | None = None,
+) -> Callable[[CallRecord], Analysis | None]:
     """``record -> Analysis`` for the worker (``acw_sync.sync.Analyze``), built once.
 
-    Due times count from each call's end, in the centre's timezone from ``settings``.
+    Due times count from each call's end, in the centre's timezone from ``settings``. A bug in
+    the analyzer must not stop the call from reaching the CRM: it is logged and the record goes
+    on without an analysis (``None``).
     """
     settings = settings or AnalyzerSettings()
     analyzer = analyzer_from_settings(settings)
     ctx = AnalysisContext.from_settings(settings)
-    return lambda record: analyzer.analyze(record, ctx)
+
+    def analyze(record: CallRecord) -> Analysis | None:
+        try:
+            return analyzer.analyze(record, ctx)
+        except Exception:
+            _log.exception(
+                "analyzer failed; the call is synced without its wrap-up",
+                extra={"call_key": record.key},
+            )
+            return None
+
+    return analyze
 
 
 def analyzer_from_settings(settings: AnalyzerSettings) -> Analyzer:
