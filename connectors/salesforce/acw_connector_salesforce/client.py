@@ -141,15 +141,23 @@ def error_intent(
 
 
 class _Transport(HTTPAdapter):
-    """Adds the default timeout simple-salesforce never passes."""
+    """Adds the default timeout simple-salesforce never passes, and pins the CA bundle.
 
-    def __init__(self, timeout: float) -> None:
+    The bundle is pinned here rather than on ``Session.verify`` because requests lets
+    ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` from the environment override the session's
+    setting, which would silently drop the configured bundle on many hosts.
+    """
+
+    def __init__(self, timeout: float, ca_bundle: str | None) -> None:
         super().__init__()
         self.timeout = timeout
+        self.ca_bundle = ca_bundle
 
     def send(self, request: requests.PreparedRequest, **kw: Any) -> requests.Response:  # type: ignore[override]
         if kw.get("timeout") is None:
             kw["timeout"] = self.timeout
+        if self.ca_bundle:
+            kw["verify"] = self.ca_bundle
         return super().send(request, **kw)
 
 
@@ -159,10 +167,7 @@ class SalesforceClient:
     def __init__(self, config: SalesforceConfig) -> None:
         self.config = config
         self.session = requests.Session()
-        self.session.mount("https://", _Transport(config.timeout))
-        self.session.mount("http://", _Transport(config.timeout))
-        if config.ca_bundle:
-            self.session.verify = config.ca_bundle
+        self.session.mount("https://", _Transport(config.timeout, config.ca_bundle))
         self.session.hooks["response"].append(self._read_limit_info)
         self.api_usage: ApiUsage | None = None
         self.logins = 0
