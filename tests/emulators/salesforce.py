@@ -250,6 +250,7 @@ class SalesforceOrg:
         self.jwt_public_key: bytes | None = None
         self.credentials_valid = True
         self.sessions: set[str] = set()
+        self.issued: list[str] = []
         self.static_tokens: set[str] = set()
         # faults and bookkeeping
         self.faults: dict[str, int] = {}
@@ -283,6 +284,7 @@ class SalesforceOrg:
         token = "00D8d000000acme!" + base64.urlsafe_b64encode(next_bytes()).decode()
         with self.lock:
             self.sessions.add(token)
+            self.issued.append(token)
         return token
 
     def inject(self, fault: str, times: int = 1, *, delay: float = 0.0) -> None:
@@ -538,6 +540,9 @@ def next_bytes() -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # One write per answer: headers and body in separate segments meet delayed ACKs (40 ms).
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # silence
         pass
@@ -563,8 +568,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        if getattr(self, "_read", None) is None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self._read = self.rfile.read(length) if length else b""
+        return self._read
 
     def _json(self) -> Any:
         raw = self._body()
@@ -586,6 +593,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
+        self._read: bytes | None = None
         url = urllib.parse.urlsplit(self.path)
         self.org.log.append((method, url.path + (f"?{url.query}" if url.query else "")))
         try:
@@ -946,7 +954,9 @@ def start(ca: trustme.CA, ca_path: Path, org: SalesforceOrg | None = None) -> Sa
     )
     server.org = org
     org.url = f"https://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="sf-emulator", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.02,), name="sf-emulator", daemon=True
+    )
     thread.start()
     return SalesforceEmulator(org, org.url, str(ca_path), server, thread)
 
