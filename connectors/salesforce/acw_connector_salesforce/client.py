@@ -22,6 +22,7 @@ import logging
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from html import escape
@@ -218,7 +219,7 @@ class SalesforceClient:
                     "client_id": c.client_id,
                     "client_secret": c.client_secret.get_secret_value(),
                 }
-                return token_login(token_url, data, "", c.client_id, None, None, self.session)
+                return self._token_login(token_url, data)
             if c.auth == "jwt":
                 assert c.client_id and c.username and c.private_key
                 claims = {
@@ -232,7 +233,7 @@ class SalesforceClient:
                     "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
                     "assertion": assertion,
                 }
-                return token_login(token_url, data, "", c.client_id, None, None, self.session)
+                return self._token_login(token_url, data)
             assert c.username and c.password and c.security_token
             body = _SOAP_LOGIN.format(
                 username=escape(c.username),
@@ -255,6 +256,24 @@ class SalesforceClient:
             ) from None
         except (requests.Timeout, requests.ConnectionError) as exc:
             raise RetryableError(f"Salesforce login unreachable: {type(exc).__name__}") from None
+
+    def _token_login(self, token_url: str, data: dict[str, str]) -> tuple[str, str]:
+        # simple-salesforce warns "user hasn't approved this consumer" with an authorize URL
+        # built from a salesforce.com domain; the admin gets that hint from our log instead.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                token, instance = token_login(
+                    token_url, data, "", self.config.client_id or "", None, None, self.session
+                )
+            finally:
+                if caught:
+                    log.warning(
+                        "salesforce login: the connected app may need to be approved for this "
+                        "user (pre-authorize it in Setup, or visit %s/services/oauth2/authorize)",
+                        self.config.login_url,
+                    )
+        return str(token), str(instance)
 
     def reauthenticate(self) -> None:
         with self._lock:
