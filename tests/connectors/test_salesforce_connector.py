@@ -454,3 +454,10 @@ def test_check_names_each_missing_piece(sf_emulator: SalesforceEmulator) -> None
     assert not checks["external id field"].ok and "Acw__c" in checks["external id field"].detail
     old = {c.name: c for c in sf_connector(sf_emulator, api_version="40.0").check()}
     assert not old["api version"].ok
+
+
+def test_check_reports_an_expired_token_as_login_failure(sf_emulator: SalesforceEmulator) -> None:
+    connector = sf_connector(sf_emulator, "token")
+    sf_emulator.org.inject("expired_session")
+    checks = connector.check()
+    assert [(c.name, c.ok) for c in checks] == [("login", False)]

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from acw_connector_salesforce.checks import org_checks
 from acw_connector_salesforce.client import (
     ApiUsage,
     SalesforceClient,
@@ -463,70 +464,7 @@ class SalesforceConnector(Connector):
 
     # -- admin ---------------------------------------------------------------------------------
     def check(self) -> list[Check]:
-        checks: list[Check] = []
-        try:
-            versions = self.client.versions()
-        except ConnectorError as exc:
-            return [Check("login", False, f"{exc} ({exc.crm_message or 'no detail'})")]
-        checks.append(Check("login", True, f"{self.settings.auth} -> {self.client.instance_url}"))
-        version = self.settings.api_version
-        checks.append(
-            Check(
-                "api version",
-                version in versions,
-                f"v{version}"
-                if version in versions
-                else f"v{version} not served; org has {', '.join(versions[-3:])}",
-            )
-        )
-        needs = {
-            "Task": ("createable", "updateable", "queryable"),
-            "Contact": ("queryable", "updateable"),
-            "Lead": ("queryable", "createable", "updateable"),
-        }
-        task_fields: dict[str, Any] = {}
-        for sobject, perms in needs.items():
-            try:
-                described = self.client.describe(sobject)
-            except ConnectorError as exc:
-                checks.append(Check(f"{sobject} permissions", False, f"cannot describe: {exc}"))
-                continue
-            missing = [p for p in perms if not described.get(p)]
-            checks.append(
-                Check(
-                    f"{sobject} permissions",
-                    not missing,
-                    f"missing: {', '.join(missing)}" if missing else ", ".join(perms),
-                )
-            )
-            if sobject == "Task":
-                task_fields = {f["name"]: f for f in described.get("fields", [])}
-        if task_fields:
-            absent = [f for f in CALL_FIELDS if f not in task_fields]
-            checks.append(
-                Check(
-                    "Task call fields",
-                    True,
-                    f"absent, calls logged in Subject/Description: {', '.join(absent)}"
-                    if absent
-                    else "present",
-                )
-            )
-        ext = self.settings.external_id_field
-        if ext:
-            spec = task_fields.get(ext)
-            problem = (
-                f"Task.{ext} does not exist"
-                if spec is None
-                else (f"Task.{ext} is not marked External ID" if not spec.get("externalId") else "")
-            )
-            checks.append(Check("external id field", not problem, problem or f"Task.{ext}"))
-        usage = self.client.api_usage
-        if usage is not None:
-            checks.append(
-                Check("api usage", usage.remaining > 0, f"{usage.used}/{usage.limit} in 24 h")
-            )
-        return checks
+        return org_checks(self.client, self.settings)
 
     def preview_call(
         self,
