@@ -392,6 +392,19 @@ def test_validation_error_is_permanent_with_salesforce_message(
     assert str(info.value.crm_message).startswith("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST")
 
 
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [("validation", "FIELD_CUSTOM_VALIDATION_EXCEPTION"), ("duplicates", "DUPLICATES_DETECTED")],
+)
+def test_org_rules_are_permanent_with_their_code(
+    sf_emulator: SalesforceEmulator, fault: str, code: str
+) -> None:
+    sf_emulator.org.inject(fault)
+    with pytest.raises(PermanentError) as info:
+        sf_connector(sf_emulator).create_customer(sample_call("r", number="+14155550111"), key="r")
+    assert str(info.value.crm_message).startswith(code)
+
+
 # -- batches -------------------------------------------------------------------------------------
 def test_collections_batch_one_bad_record_does_not_fail_the_others(
     sf_emulator: SalesforceEmulator,

@@ -11,11 +11,12 @@ the OAuth token endpoint (client credentials, JWT bearer) and SOAP ``login()``.
 
 Switchable faults (:meth:`SalesforceOrg.inject`): an expired session, a 401 that persists,
 revoked credentials, lock contention, the daily quota spent, the concurrent-request limit,
-503s, slow answers; and ``call_center=False`` for an org without the call-centre Task fields.
+503s, slow answers, a validation rule or duplicate rule refusing a write; and
+``call_center=False`` for an org without the call-centre Task fields.
 
 Not emulated: SOSL, relationship queries, aggregates, date literals, query paging beyond one
-page, composite/graph/batch, Bulk API, sharing and field-level security, triggers and
-validation rules (inject them as faults), duplicate rules.
+page, composite/graph/batch, Bulk API, sharing and field-level security, triggers, real
+validation and duplicate rules (inject them as faults).
 """
 
 from __future__ import annotations
@@ -290,7 +291,8 @@ class SalesforceOrg:
     def inject(self, fault: str, times: int = 1, *, delay: float = 0.0) -> None:
         """Arm a fault: ``expired_session`` (current sessions die), ``persistent_401``,
         ``invalid_credentials``, ``lock``, ``quota``, ``concurrency``, ``unavailable``,
-        ``slow`` (``delay`` seconds)."""
+        ``slow`` (``delay`` seconds), ``validation`` (a validation rule refuses the next
+        write), ``duplicates`` (a duplicate rule blocks it)."""
         with self.lock:
             if fault == "expired_session":
                 self.sessions.clear()
@@ -420,9 +422,26 @@ class SalesforceOrg:
                             [name],
                         )
 
+    def _org_rules(self) -> None:
+        """What an org's own automation may refuse (injected: validation and duplicate rules)."""
+        if self.take("validation"):
+            raise SfError(
+                400,
+                "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                "Calls must name a disposition (validation rule Require_Disposition)",
+            )
+        if self.take("duplicates"):
+            raise SfError(
+                400,
+                "DUPLICATES_DETECTED",
+                "You're creating a duplicate record. We recommend you use an existing record "
+                "instead.",
+            )
+
     def create(self, sobject: str, values: dict[str, Any]) -> str:
         with self.lock:
             self._validate(sobject, values, creating=True)
+            self._org_rules()
             if self.take("lock"):
                 raise SfError(
                     400,
@@ -441,6 +460,7 @@ class SalesforceOrg:
             if current is None:
                 raise SfError(404, "NOT_FOUND", "The requested resource does not exist")
             self._validate(sobject, values, creating=False)
+            self._org_rules()
             if self.take("lock"):
                 raise SfError(
                     400,
