@@ -14,8 +14,7 @@ revoked credentials, lock contention, the daily quota spent, the concurrent-requ
 503s, slow answers, a validation rule or duplicate rule refusing a write; and
 ``call_center=False`` for an org without the call-centre Task fields.
 
-Not emulated: SOSL, relationship queries, aggregates, date literals, query paging beyond one
-page, composite/graph/batch, Bulk API, sharing and field-level security, triggers, real
+Not emulated: SOSL, relationship queries, aggregates, date literals, composite/graph/batch, Bulk API, sharing and field-level security, triggers, real
 validation and duplicate rules (inject them as faults).
 """
 
@@ -255,6 +254,8 @@ class SalesforceOrg:
         self.static_tokens: set[str] = set()
         # faults and bookkeeping
         self.faults: dict[str, int] = {}
+        self.page_size = QUERY_PAGE
+        self.cursors: dict[str, tuple[list[dict[str, Any]], int]] = {}
         self.delay = 0.0
         self.log: list[tuple[str, str]] = []
         self.logins = 0
@@ -536,8 +537,26 @@ class SalesforceOrg:
         with self.lock:
             rows = sorted(self.records[q.sobject].values(), key=lambda r: r["_seq"])
             found = q.run(rows)
-        records = [self.public(q.sobject, r, q.fields) for r in found[:QUERY_PAGE]]
-        return {"totalSize": len(found), "done": True, "records": records}
+        records = [self.public(q.sobject, r, q.fields) for r in found]
+        return self._page(records, len(found))
+
+    def _page(self, records: list[dict[str, Any]], total: int) -> dict[str, Any]:
+        """One page of a result; the rest waits behind ``nextRecordsUrl``."""
+        page, rest = records[: self.page_size], records[self.page_size :]
+        answer: dict[str, Any] = {"totalSize": total, "done": not rest, "records": page}
+        if rest:
+            cursor = f"01g8d{next(self._ids):013d}-{self.page_size}"
+            with self.lock:
+                self.cursors[cursor] = (rest, total)
+            answer["nextRecordsUrl"] = f"/services/data/v59.0/query/{cursor}"
+        return answer
+
+    def query_more(self, cursor: str) -> dict[str, Any]:
+        with self.lock:
+            found = self.cursors.pop(cursor, None)
+        if found is None:
+            raise SfError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return self._page(*found)
 
     def describe(self, sobject: str) -> dict[str, Any]:
         return {
@@ -740,6 +759,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"sobjects": f"/services/data/v{version}/sobjects"})
         head = parts[0]
         if head in ("query", "queryAll") and method == "GET":
+            if len(parts) == 2:
+                return self._send(200, org.query_more(parts[1]))
             return self._send(200, org.query(params.get("q", "")))
         if head == "limits":
             return self._send(

@@ -117,3 +117,13 @@ def test_expired_session_is_a_401_list_body(sf_emulator: SalesforceEmulator) -> 
     with pytest.raises(SalesforceExpiredSession) as info:
         sf.query("SELECT Id FROM Task")
     assert error_of(info)["errorCode"] == "INVALID_SESSION_ID"
+
+
+def test_query_pages_behind_next_records_url(sf_emulator: SalesforceEmulator) -> None:
+    sf_emulator.org.page_size = 2
+    for n in range(5):
+        sf_emulator.org.insert("Account", {"Name": f"A{n}"})
+    sf = client(sf_emulator)
+    first = sf.query("SELECT Id FROM Account")
+    assert not first["done"] and first["nextRecordsUrl"] and len(first["records"]) == 2
+    assert len(sf.query_all("SELECT Id FROM Account")["records"]) == 5
