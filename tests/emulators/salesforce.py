@@ -14,8 +14,9 @@ revoked credentials, lock contention, the daily quota spent, the concurrent-requ
 503s, slow answers, a validation rule or duplicate rule refusing a write; and
 ``call_center=False`` for an org without the call-centre Task fields.
 
-Not emulated: SOSL, relationship queries, aggregates, date literals, composite/graph/batch, Bulk API, sharing and field-level security, triggers, real
-validation and duplicate rules (inject them as faults).
+Not emulated: SOSL, relationship queries, aggregates, date literals, composite/graph/batch,
+Bulk API, sharing and field-level security, triggers, real validation and duplicate rules
+(inject them as faults).
 """
 
 from __future__ import annotations
