@@ -186,9 +186,10 @@ class Connector(abc.ABC):
     def upsert_calls(self, items: Sequence[CallWrite]) -> list[CrmObjectRef | ConnectorError]:
         """Write many call activities; one result per item, in order.
 
-        A failed item is returned as its error, never raised, so one bad record does not fail
-        the others. Connectors with ``capabilities.batch_size > 1`` send up to that many
-        records per request; this default writes them one at a time.
+        Callers pass at most ``capabilities.batch_size`` items. A record the CRM rejects is
+        returned as its error in place, so one bad record does not fail the others; a failure
+        of the whole request (rate limit, outage, credentials) may be raised instead. This
+        default writes the items one at a time.
         """
         results: list[CrmObjectRef | ConnectorError] = []
         for item in items:
