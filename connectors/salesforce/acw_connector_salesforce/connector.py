@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from acw_connector_salesforce.checks import org_checks
 from acw_connector_salesforce.client import (
@@ -57,6 +59,36 @@ PHONE_FIELDS: dict[str, tuple[str, ...]] = {
 COLLECTION_MAX = 200
 
 
+#: Seconds a User look-up is trusted: hits for an hour, misses (no user yet) for five minutes.
+OWNER_TTL, OWNER_MISS_TTL = 3600.0, 300.0
+#: Keys remembered per process; bounded because a worker lives for millions of calls.
+MEMORY_SIZE = 10_000
+
+
+class _Memory:
+    """A small bounded map (oldest entries forgotten first), safe across worker threads."""
+
+    def __init__(self, size: int = MEMORY_SIZE) -> None:
+        self._data: OrderedDict[str, Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            return self._data.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+    def values(self) -> list[Any]:
+        with self._lock:
+            return list(self._data.values())
+
+
 def _code(exc: ConnectorError) -> str:
     return str(exc.details.get("error_code", ""))
 
@@ -78,9 +110,9 @@ class SalesforceConnector(Connector):
         self.client = SalesforceClient(config)
         self.call_fields_supported = True
         """False once the org rejected the call-centre Task fields (INVALID_FIELD)."""
-        self._owners: dict[str, str | None] = {}
-        self._leads: dict[str, CustomerRef] = {}
-        self._written: dict[str, str] = {}
+        self._owners = _Memory()  # e-mail -> (user id or None, expires at)
+        self._leads = _Memory()  # create_customer key -> the Lead we created or reused
+        self._written = _Memory()  # key -> Task id, for orgs where the key cannot be queried
         self._lock = threading.Lock()
 
     @property
@@ -122,7 +154,7 @@ class SalesforceConnector(Connector):
         if field == self.settings.external_id_field:
             return self.client.get_by_external_id("Task", field, key, what)
         if field == "CallObject" and not self.call_fields_supported:
-            return self._written.get(key)
+            return cast("str | None", self._written.get(key))
         rows = self.client.query(
             f"SELECT Id FROM Task WHERE {field} = {soql_quote(key)} "
             "ORDER BY CreatedDate ASC LIMIT 1",
@@ -179,8 +211,9 @@ class SalesforceConnector(Connector):
         SOQL sees a Lead the moment it is created (SOSL lags by minutes), so a second call from
         the same new number finds the first one's Lead here or in :meth:`find_customers`.
         """
-        if key in self._leads:
-            return self._leads[key]
+        remembered: CustomerRef | None = self._leads.get(key)
+        if remembered is not None:
+            return remembered
         number = call.customer_number
         body = lead_fields(number, self.settings)
         if number:
@@ -200,7 +233,7 @@ class SalesforceConnector(Connector):
                     url=self._url(str(row["Id"])),
                     created_by_acw=True,
                 )
-                self._leads[key] = ref
+                self._leads.put(key, ref)
                 return ref
         record_id = self.client.create("Lead", body, "creating a Lead for an unknown caller")
         ref = CustomerRef(
@@ -211,7 +244,7 @@ class SalesforceConnector(Connector):
             url=self._url(record_id),
             created_by_acw=True,
         )
-        self._leads[key] = ref
+        self._leads.put(key, ref)
         return ref
 
     def update_customer(self, customer: CustomerRef, fields: Mapping[str, Any]) -> None:
@@ -225,19 +258,21 @@ class SalesforceConnector(Connector):
         )
 
     def find_owner(self, agent: Agent) -> str | None:
-        """The active User with the agent's e-mail (cached for the life of the process)."""
+        """The active User with the agent's e-mail (cached in-process: an hour, misses 5 min)."""
         if not agent.email:
             return None
         email = agent.email.strip().lower()
-        if email in self._owners:
-            return self._owners[email]
+        cached = self._owners.get(email)
+        if cached is not None and cached[1] > time.monotonic():
+            return cast("str | None", cached[0])
         rows = self.client.query(
             f"SELECT Id FROM User WHERE Email = {soql_quote(email)} AND IsActive = true "
             "ORDER BY CreatedDate ASC LIMIT 1",
             "finding the agent's user",
         )
         owner = str(rows[0]["Id"]) if rows else None
-        self._owners[email] = owner
+        ttl = OWNER_TTL if owner else OWNER_MISS_TTL
+        self._owners.put(email, (owner, time.monotonic() + ttl))
         return owner
 
     # -- the call activity -------------------------------------------------------------------------
@@ -297,7 +332,7 @@ class SalesforceConnector(Connector):
             self.client.update("Task", found, for_update(body), what)
             return self._task_ref(found, created=False)
         record_id = self.client.create("Task", body, what)
-        self._written[key] = record_id
+        self._written.put(key, record_id)
         return self._task_ref(record_id, created=True)
 
     def upsert_calls(self, items: Sequence[CallWrite]) -> list[CrmObjectRef | ConnectorError]:
@@ -354,8 +389,8 @@ class SalesforceConnector(Connector):
                         updates[keys[row["CallObject"]]] = str(row["Id"])
             else:
                 for k, i in keys.items():
-                    if k in self._written:
-                        updates[i] = self._written[k]
+                    if (known := self._written.get(k)) is not None:
+                        updates[i] = known
             unknown = [i for i in unknown if i not in updates]
         if updates:
             records = [
@@ -374,7 +409,7 @@ class SalesforceConnector(Connector):
                 out[i] = self._saved(result, created=True)
                 ref = out[i]
                 if isinstance(ref, CrmObjectRef):
-                    self._written[chunk[i].key] = ref.id
+                    self._written.put(chunk[i].key, ref.id)
         return [r if r is not None else PermanentError("no result") for r in out]
 
     def _upsert_collection(
@@ -459,7 +494,7 @@ class SalesforceConnector(Connector):
             ):
                 raise
             return self._task_ref(found, created=False)
-        self._written[key] = record_id
+        self._written.put(key, record_id)
         return self._task_ref(record_id, created=True)
 
     # -- admin ---------------------------------------------------------------------------------
