@@ -24,12 +24,11 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
+from acw_connector_salesforce.batch import COLLECTION_MAX, write_chunk
 from acw_connector_salesforce.checks import org_checks
 from acw_connector_salesforce.client import (
     ApiUsage,
     SalesforceClient,
-    error_intent,
-    failure_of,
     soql_quote,
 )
 from acw_connector_salesforce.config import SalesforceConfig
@@ -55,8 +54,6 @@ PHONE_FIELDS: dict[str, tuple[str, ...]] = {
     "Lead": ("Phone", "MobilePhone"),
     "Account": ("Phone",),
 }
-#: sObject Collections take at most 200 records per request.
-COLLECTION_MAX = 200
 
 
 #: Seconds a User look-up is trusted: hits for an hour, misses (no user yet) for five minutes.
@@ -345,115 +342,17 @@ class SalesforceConnector(Connector):
         for start in range(0, len(items), COLLECTION_MAX):
             chunk = items[start : start + COLLECTION_MAX]
             try:
-                results.extend(self._write_chunk(chunk))
+                results.extend(write_chunk(self, chunk))
             except ConnectorError as exc:
                 if not (self.call_fields_supported and self._is_call_field_error(exc)):
                     results.extend(exc for _ in chunk)
                     continue
                 self._drop_call_fields(exc)
                 try:
-                    results.extend(self._write_chunk(chunk))
+                    results.extend(write_chunk(self, chunk))
                 except ConnectorError as again:
                     results.extend(again for _ in chunk)
         return results
-
-    def _write_chunk(self, chunk: Sequence[CallWrite]) -> list[CrmObjectRef | ConnectorError]:
-        out: list[CrmObjectRef | ConnectorError | None] = [None] * len(chunk)
-        bodies = []
-        for item in chunk:
-            body = call_task(
-                item.call,
-                key=item.key,
-                customer=item.customer,
-                owner_id=item.owner_id,
-                overrides=item.fields,
-                config=self.settings,
-            )
-            bodies.append(body if self.call_fields_supported else without_call_fields(body))
-        updates: dict[int, str] = {
-            i: item.existing.id for i, item in enumerate(chunk) if item.existing is not None
-        }
-        ext = self.settings.external_id_field
-        unknown = [i for i in range(len(chunk)) if i not in updates]
-        if not ext and unknown:
-            keys = {chunk[i].key: i for i in unknown}
-            if self.call_fields_supported:
-                listed = ", ".join(soql_quote(k) for k in keys)
-                rows = self.client.query(
-                    f"SELECT Id, CallObject FROM Task WHERE CallObject IN ({listed}) "
-                    "ORDER BY CreatedDate ASC",
-                    "reconciling a batch of calls",
-                )
-                for row in reversed(rows):  # the oldest Task wins
-                    if row.get("CallObject") in keys:
-                        updates[keys[row["CallObject"]]] = str(row["Id"])
-            else:
-                for k, i in keys.items():
-                    if (known := self._written.get(k)) is not None:
-                        updates[i] = known
-            unknown = [i for i in unknown if i not in updates]
-        if updates:
-            records = [
-                {"attributes": {"type": "Task"}, "Id": rid, **for_update(bodies[i])}
-                for i, rid in updates.items()
-            ]
-            saved = self._collection("PATCH", "composite/sobjects", records, "updating calls")
-            for i, result in zip(updates, saved, strict=True):
-                out[i] = self._saved(result, created=False)
-        if unknown and ext:
-            self._upsert_collection(chunk, bodies, unknown, ext, out)
-        elif unknown:
-            records = [{"attributes": {"type": "Task"}, **bodies[i]} for i in unknown]
-            saved = self._collection("POST", "composite/sobjects", records, "logging calls")
-            for i, result in zip(unknown, saved, strict=True):
-                out[i] = self._saved(result, created=True)
-                ref = out[i]
-                if isinstance(ref, CrmObjectRef):
-                    self._written.put(chunk[i].key, ref.id)
-        return [r if r is not None else PermanentError("no result") for r in out]
-
-    def _upsert_collection(
-        self,
-        chunk: Sequence[CallWrite],
-        bodies: list[dict[str, Any]],
-        indexes: list[int],
-        ext: str,
-        out: list[CrmObjectRef | ConnectorError | None],
-    ) -> None:
-        path = f"composite/sobjects/Task/{ext}"
-        records = [{"attributes": {"type": "Task"}, **bodies[i]} for i in indexes]
-        saved = self._collection("PATCH", path, records, "upserting calls")
-        matched = []
-        for i, result in zip(indexes, saved, strict=True):
-            errors = result.get("errors") or []
-            if not result.get("success") and any(
-                e.get("statusCode") == "INVALID_FIELD_FOR_INSERT_UPDATE" for e in errors
-            ):
-                matched.append(i)  # an existing Task: update without the create-only fields
-                continue
-            out[i] = self._saved(result, created=bool(result.get("created", True)))
-        if matched:
-            records = [
-                {"attributes": {"type": "Task"}, **for_update(bodies[i]), ext: chunk[i].key}
-                for i in matched
-            ]
-            saved = self._collection("PATCH", path, records, "upserting calls")
-            for i, result in zip(matched, saved, strict=True):
-                out[i] = self._saved(result, created=False)
-
-    def _collection(
-        self, method: str, path: str, records: list[dict[str, Any]], what: str
-    ) -> list[dict[str, Any]]:
-        answer = self.client.rest(method, path, what, {"allOrNone": False, "records": records})
-        if not isinstance(answer, list) or len(answer) != len(records):
-            raise PermanentError(f"unexpected sObject Collections answer while {what}")
-        return [dict(r) for r in answer]
-
-    def _saved(self, result: Mapping[str, Any], *, created: bool) -> CrmObjectRef | ConnectorError:
-        if result.get("success"):
-            return self._task_ref(str(result["id"]), created=created)
-        failure = failure_of(None, result.get("errors") or [])
-        return error_intent(failure, config=self.settings, what="writing a call Task")
 
     # -- follow-ups ----------------------------------------------------------------------------
     def create_task(
