@@ -474,3 +474,15 @@ def test_check_reports_an_expired_token_as_login_failure(sf_emulator: Salesforce
     sf_emulator.org.inject("expired_session")
     checks = connector.check()
     assert [(c.name, c.ok) for c in checks] == [("login", False)]
+
+
+def test_public_surface_is_pinned() -> None:
+    import acw_connector_salesforce
+
+    assert sorted(acw_connector_salesforce.__all__) == [
+        "ApiUsage",
+        "SalesforceClient",
+        "SalesforceConfig",
+        "SalesforceConnector",
+    ]
+    assert SalesforceConnector.capabilities.batch_size == 200

@@ -164,3 +164,15 @@ class TestToyConnector(ConnectorConformance):
     @pytest.fixture
     def harness(self) -> ConnectorHarness:
         return ToyHarness()
+
+
+def test_the_docs_show_this_code() -> None:
+    """docs/connectors.md quotes this module's plugin and harness: keep them the same."""
+    from pathlib import Path
+
+    here = Path(__file__).read_text()
+    docs = (Path(__file__).parents[2] / "docs" / "connectors.md").read_text()
+    plugin = here[here.index("class ToyConfig") : here.index("# -- its test")].strip()
+    harness = here[here.index("class ToyHarness") : here.index("def test_the_docs")].strip()
+    assert plugin in docs
+    assert harness in docs
