@@ -4,7 +4,12 @@ follow-up Tasks, through sync_call, the real simple-salesforce and the HTTPS emu
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from acw_sync.cli import main
 from acw_sync.config import AppConfig, ConnectorInstance, MatchingPolicy
 from acw_sync.model import CallEvent, CallOutcome, EventType
 from acw_sync.store import StateStore
@@ -74,3 +79,33 @@ def test_unknown_numbers_make_one_lead(store: StateStore, sf_emulator: Salesforc
     (lead,) = sf_emulator.org.find("Lead")
     whos = {r["WhoId"] for r in sf_emulator.org.find("Task", TaskSubtype="Call")}
     assert whos == {lead["Id"]}
+
+
+def test_connectors_test_cli_from_yaml_with_env_secret(
+    sf_emulator: SalesforceEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = sf_emulator.org
+    org.permissions["Lead"]["createable"] = False
+    config = tmp_path / "acw-sync.yaml"
+    config.write_text(
+        f"""
+connectors:
+  salesforce:
+    type: salesforce
+    options:
+      auth: client_credentials
+      login_url: {sf_emulator.url}
+      client_id: {org.client_id}
+      client_secret: ${{SF_CLIENT_SECRET}}
+      ca_bundle: {sf_emulator.ca_bundle}
+      external_id_field: Acw_Call_Key__c
+"""
+    )
+    monkeypatch.setenv("ACW_CONFIG", str(config))
+    monkeypatch.setenv("SF_CLIENT_SECRET", org.client_secret)
+    result = CliRunner().invoke(main, ["connectors", "test", "salesforce"])
+    assert result.exit_code == 1, result.output
+    assert "[ok  ] login" in result.output
+    assert "[FAIL] Lead permissions: missing: createable" in result.output
+    assert "[FAIL] external id field: Task.Acw_Call_Key__c does not exist" in result.output
+    assert org.client_secret not in result.output

@@ -73,12 +73,15 @@ def org_checks(client: SalesforceClient, config: SalesforceConfig) -> list[Check
     ext = config.external_id_field
     if ext:
         spec = task_fields.get(ext)
-        problem = (
-            f"Task.{ext} does not exist"
-            if spec is None
-            else (f"Task.{ext} is not marked External ID" if not spec.get("externalId") else "")
-        )
-        checks.append(Check("external id field", not problem, problem or f"Task.{ext}"))
+        if spec is None:
+            checks.append(Check("external id field", False, f"Task.{ext} does not exist"))
+        elif not spec.get("externalId"):
+            checks.append(
+                Check("external id field", False, f"Task.{ext} is not marked External ID")
+            )
+        else:
+            unique = "" if spec.get("unique") else " (not Unique: concurrent writers may twin)"
+            checks.append(Check("external id field", True, f"Task.{ext}{unique}"))
     usage = client.api_usage
     if usage is not None:
         checks.append(
