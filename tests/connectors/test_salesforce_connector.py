@@ -121,6 +121,9 @@ def test_config_names_missing_auth_fields_and_refuses_http() -> None:
         SalesforceConfig(
             auth="token", instance_url="http://acme.my.salesforce.com", access_token="x"
         )
+    assert (
+        SalesforceConfig(auth="jwt", domain="acme.my", client_id="c", username="u", private_key="k")
+    ).login_url == "https://acme.my.salesforce.com"
     config = SalesforceConfig(
         auth="token", instance_url="https://a.example", access_token="tok-SECRET-123"
     )

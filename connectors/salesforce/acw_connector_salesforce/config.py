@@ -40,6 +40,9 @@ class SalesforceConfig(ConnectorConfig):
     login_url: str = "https://login.salesforce.com"
     """Where to log in: ``https://login.salesforce.com``, ``https://test.salesforce.com`` or
     your My Domain (``https://acme.my.salesforce.com``; required for client credentials)."""
+    domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+    """simple-salesforce style shorthand: ``login``, ``test`` or ``acme.my`` means
+    ``https://<domain>.salesforce.com`` as ``login_url``."""
     instance_url: str | None = None
     """The org's URL (``token`` mode); the login flows learn it from the login answer."""
     access_token: SecretStr | None = None
@@ -102,6 +105,10 @@ class SalesforceConfig(ConnectorConfig):
 
     @model_validator(mode="after")
     def _auth_complete(self) -> SalesforceConfig:
+        if self.domain:
+            if "login_url" in self.model_fields_set:
+                raise ValueError("give either domain or login_url, not both")
+            self.login_url = f"https://{self.domain}.salesforce.com"
         missing = [name for name in _REQUIRED[self.auth] if getattr(self, name) is None]
         if missing:
             raise ValueError(f"auth {self.auth!r} needs: {', '.join(missing)}")
