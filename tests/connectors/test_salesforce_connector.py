@@ -290,7 +290,7 @@ def test_several_tasks_on_one_external_id_is_permanent(sf_ca: tuple[trustme.CA, 
     for emu in emulator_with(sf_ca, external_id_field="Acw_Call_Key__c", external_id_unique=False):
         emu.org.insert("Task", {"Subject": "a", "Acw_Call_Key__c": "generic:dup"})
         emu.org.insert("Task", {"Subject": "b", "Acw_Call_Key__c": "generic:dup"})
-        with pytest.raises(PermanentError):
+        with pytest.raises(PermanentError, match="several records share this external id"):
             log_call(sf_connector(emu, external_id_field="Acw_Call_Key__c"), "dup")
 
 

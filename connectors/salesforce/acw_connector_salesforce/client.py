@@ -93,6 +93,10 @@ def soql_quote(value: str) -> str:
 
 def failure_of(status: int | None, content: Any) -> SalesforceFailure:
     """Read Salesforce's error list (``errorCode``, or ``statusCode`` inside collections)."""
+    if status == 300:  # an upsert whose external id matches several records: a list of URLs
+        return SalesforceFailure(
+            status, "MULTIPLE_CHOICES", f"several records share this external id: {content}"
+        )
     item: Any = content[0] if isinstance(content, list) and content else content
     if isinstance(item, Mapping):
         code = str(item.get("errorCode") or item.get("statusCode") or "UNKNOWN")
