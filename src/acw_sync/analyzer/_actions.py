@@ -199,6 +199,9 @@ def find_actions(
             else:
                 continue
             due = resolve_due(clause, reference, zone)
+            if due is None and clause != segment.lower:
+                # "It's back in stock next month; I'll email you as soon as it is."
+                due = resolve_due(segment.text, reference, zone)
             kind = _kind(clause)
             item = ActionItem(text=segment.text, due_at=due.at if due else None, kind=kind)
             found.append(FoundAction(item, segment, due, requested))

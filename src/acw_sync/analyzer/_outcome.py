@@ -21,7 +21,10 @@ from acw_sync.analyzer._actions import FoundAction
 from acw_sync.analyzer._text import Segment, is_negated
 from acw_sync.model import CallOutcome, CallRecord, Resolution, Speaker, TaskType
 
-__all__ = ["categorize", "normalise_tag", "resolve_outcome"]
+__all__ = ["INTENT_CATEGORIES", "categorize", "normalise_tag", "resolve_outcome"]
+
+#: Categories that state an intent or a feeling, which a negation reverses.
+INTENT_CATEGORIES = frozenset({"cancellation_risk", "sales_opportunity", "complaint"})
 
 _LABELS: list[tuple[re.Pattern[str], Resolution]] = [
     (re.compile(r"voice ?mail|\bvm\b"), Resolution.VOICEMAIL),
@@ -139,13 +142,20 @@ def resolve_outcome(
 def categorize(
     segments: list[Segment], tags: Iterable[str], taxonomy: Mapping[str, list[str]]
 ) -> list[str]:
-    """Taxonomy categories whose phrases occur (not negated), then the platform's tags."""
+    """Taxonomy categories whose phrases occur, then the platform's tags.
+
+    For intent categories (:data:`INTENT_CATEGORIES`) a negated phrase does not count ("I'm not
+    going to cancel"); a topic stays a topic under negation ("I haven't had my refund" is
+    still about billing).
+    """
     compiled = _compile(taxonomy)
     found: list[str] = []
     for name, pattern in compiled:
+        intent = name in INTENT_CATEGORIES
         for segment in segments:
             if any(
-                not is_negated(segment.lower, m.start()) for m in pattern.finditer(segment.lower)
+                not (intent and is_negated(segment.lower, m.start()))
+                for m in pattern.finditer(segment.lower)
             ):
                 found.append(name)
                 break
