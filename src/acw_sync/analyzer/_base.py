@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
@@ -48,8 +48,6 @@ class AnalysisContext:
         if call.ended_at is not None:
             return call.ended_at
         if call.started_at is not None and call.duration is not None:
-            from datetime import timedelta
-
             return call.started_at + timedelta(seconds=call.duration)
         return datetime.now(UTC)
 
