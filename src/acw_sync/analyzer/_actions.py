@@ -23,15 +23,25 @@ _SUBJECT = (
     r"(?:i|we|she|he|they|someone|somebody|one of us|(?:[a-z.\-]+(?:'s)?\s+){0,4}?"
     r"(?:team|nurse|doctor|dr\.? [a-z]+|technician|engineer|driver|manager|supervisor|"
     r"pharmacist|specialist|colleague|department|support|finance|security|courier|crew|agent|"
-    r"accounts|billing|sales|t2|tier 2))"
+    r"accounts|billing|sales|t2|tier 2|maintenance|housekeeping|reception|concierge|office|"
+    r"branch|underwriter|adjuster|assessor|inspector|installer|fitter|plumber|electrician|vet|"
+    r"advisor|adviser|consultant|representative|rep|staff|person|desk|lead|leader|"
+    r"coordinator|planner|dispatcher|surveyor))"
 )
-_FUTURE = r"(?:'ll|\s+will|\s+shall|\s+(?:am|is|are|'m|'re|'s)\s+going\s+to)"
+_FUTURE = r"(?:'ll|\s+will|\s+shall|(?:\s+(?:am|is|are)|'m|'re|'s)\s+going\s+to)"
 _PROMISE = re.compile(
     rf"\b{_SUBJECT}{_FUTURE}\s+(?:(?:also|then|just|definitely|personally|\w+ly)\s+)?(?P<verb>[a-z\-']+)"
 )
+#: "A new card will be sent", "a new bill will be issued": the centre acts, in the passive.
 _PASSIVE = re.compile(
-    r"\bwill\s+be\s+(?:sent|shipped|delivered|posted|emailed|credited|refunded|replaced|"
-    r"repaired|reviewed|dispatched|contacted|called|in touch)\b"
+    r"\bwill\s+be\s+(?:sent|shipped|delivered|posted|mailed|emailed|e-mailed|credited|refunded|"
+    r"replaced|repaired|reviewed|dispatched|contacted|called|in touch|issued|reissued|processed|"
+    r"corrected|fixed|collected|picked up|installed|activated|applied|updated|scheduled|"
+    r"arranged|reassessed|investigated|returned|paid|transferred|couriered)\b"
+)
+#: Verbs after "I'll" that are done on the spot, not followed up ("I'll be back in a minute").
+_IMMEDIATE = frozenset(
+    {"be", "wait", "stay", "hold", "put", "transfer", "just", "need", "see", "explain"}
 )
 #: Promises worded from the customer's side or in the present tense ("you'll hear from us by
 #: Friday", "expect a call on Monday", "we're sending an engineer tomorrow").
@@ -144,7 +154,13 @@ def _kind(text: str) -> TaskType:
     return TaskType.TODO
 
 
-def _is_promise(clause: str, segment: Segment) -> bool:
+def _has_later_due(clause: str, due: DueTime | None) -> bool:
+    return due is not None and not re.search(
+        r"\b(?:a|one|two|few) (?:moment|minute|second|sec)s?\b", clause
+    )
+
+
+def _is_promise(clause: str, segment: Segment, due: DueTime | None = None) -> bool:
     if segment.source == "note" and _NOTE_PROMISE.search(clause):
         return True
     other = _OTHER_PROMISE.search(clause)
@@ -155,7 +171,9 @@ def _is_promise(clause: str, segment: Segment) -> bool:
         return True
     for m in _PROMISE.finditer(clause):
         verb = m["verb"]
-        if verb not in _ACTION_VERBS:
+        if verb not in _ACTION_VERBS and (verb in _IMMEDIATE or not _has_later_due(clause, due)):
+            # Any verb makes a promise when it comes with a time that is not "right now"
+            # ("we'll reassess the claim within five business days").
             continue
         if verb in _NOT_FOLLOW_UPS and not _CALL_WORDS.search(clause):
             continue
@@ -186,19 +204,20 @@ def find_actions(
         for clause in _CLAUSE.split(segment.lower):
             if not clause:
                 continue
+            clause_due = resolve_due(clause, reference, zone)
             if from_customer:
                 if not _is_request(clause):
                     continue
                 requested = True
-            elif _is_promise(clause, segment):
+            elif _is_promise(clause, segment, clause_due):
                 requested = False
-            elif _PROGRESSIVE.search(clause) and resolve_due(clause, reference, zone):
+            elif _PROGRESSIVE.search(clause) and clause_due is not None:
                 requested = False  # "we're sending an engineer on Friday": dated, so a plan
             elif not has_speakers and _is_request(clause):
                 requested = True
             else:
                 continue
-            due = resolve_due(clause, reference, zone)
+            due = clause_due
             if due is None and clause != segment.lower:
                 # "It's back in stock next month; I'll email you as soon as it is."
                 due = resolve_due(segment.text, reference, zone)

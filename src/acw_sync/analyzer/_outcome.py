@@ -38,7 +38,8 @@ _LABELS: list[tuple[re.Pattern[str], Resolution]] = [
 _HANDOVER = re.compile(
     r"\b(?:escalat(?:e|ed|ing)|transferr(?:ed|ing)\s+(?:you|this|it|the call|your call)|"
     r"transfer\s+(?:you|this|it|your call)|put(?:ting)? you through to|"
-    r"pass(?:ed|ing)?\s+(?:\w+\s+){0,3}?(?:on\s+)?to\s+(?:my|our|the|a)\b|"
+    r"pass(?:ed|ing)?\s+(?:\w+\s+){0,3}?(?:on\s+)?to\s+(?:my|our|the|a|him|her|them)\b|"
+    r"(?:need|needs|requires?)\s+(?:\w+\s+)?(?:approval|sign-off|authori[sz]ation)\s+from|"
     r"hand(?:ed|ing)?\s+(?:\w+\s+){0,3}?over\s+to|refer(?:red|ring)?\s+(?:\w+\s+){0,3}?to\s+(?:my|our|the)|"
     r"raised\s+(?:it|this|that|a ticket|a case)\s+with|"
     r"(?:open(?:ed|ing|s)?|log(?:ged|ging|s)?|creat(?:e|ed|es|ing)|rais(?:e|ed|es|ing)|"
@@ -58,7 +59,7 @@ _OPEN = re.compile(
     r"no (?:solution|fix)|didn't (?:help|work)|doesn't (?:help|work)|let us know if it happens|"
     r"try (?:again|reinstalling|restarting|a wired)|working on it|investigating|"
     r"no idea (?:why|when)|(?:is|are) down|(?:expect|hope|hoping)\s+(?:it|this|that)\s+to\s+be\s+"
-    r"(?:fixed|resolved|back)|(?:is|are) aware of|known (?:issue|problem|fault)|"
+    r"(?:fixed|resolved|back)|(?:is|are) aware of|known (?:issue|problem|fault|incident|outage)|"
     r"nothing (?:more |else )?(?:i|we) can do|live with it|put up with it)\b"
 )
 _REMEDY = re.compile(
@@ -87,11 +88,24 @@ def _label(texts: Iterable[str | None]) -> Resolution | None:
     return None
 
 
-def _last(pattern: re.Pattern[str], segments: list[Segment], *, negatable: bool = True) -> int:
-    """Position of the last segment with an un-negated match, or -1."""
+_CONDITIONAL = re.compile(r"\b(?:if|once|when|until|unless|as soon as|in case)\s+(?:\w+\s+)?$")
+
+
+def _last(
+    pattern: re.Pattern[str],
+    segments: list[Segment],
+    *,
+    negatable: bool = True,
+    conditional_ok: bool = True,
+) -> int:
+    """Position of the last segment with an un-negated (and, if asked, unconditional) match."""
     found = -1
     for segment in segments:
         for m in pattern.finditer(segment.lower):
+            if not conditional_ok and _CONDITIONAL.search(
+                segment.lower[max(0, m.start() - 24) : m.start()]
+            ):
+                continue
             if not negatable or not is_negated(segment.lower, m.start(), window=2):
                 found = segment.position
     return found
@@ -117,8 +131,8 @@ def resolve_outcome(
     if _last(_HANDOVER, segments) >= 0:
         return Resolution.ESCALATED
     # The pattern carries its own subject ("it's working now"), so a "No, no," before it is
-    # an answer to "is it still broken?", not a negation of the fix.
-    fixed = _last(_FIXED, segments, negatable=False)
+    # an answer to "is it still broken?", not a negation of the fix; "if it's fixed" is not one.
+    fixed = _last(_FIXED, segments, negatable=False, conditional_ok=False)
     if fixed >= 0:
         return Resolution.RESOLVED
     if any(a.item.kind is TaskType.CALL for a in actions):

@@ -49,13 +49,17 @@ _ANGER = re.compile(
     r"(?:make|file|lodge|raise|register) a (?:formal )?complaint|"
     r"been waiting (?:for )?(?:\w+ )?(?:days|weeks|hours|months|ages)|sick (?:and tired )?of|"
     r"tired of|had enough|(?:nobody|no one|no-one|never) (?:called|rang|came|got back|phoned)|"
-    r"trying to get through|(?:have to|just) (?:live|put up) with it)\b"
+    r"trying to get through|(?:have to|just) (?:live|put up) with it|"
+    # distress is a negative mood too, however politely put
+    r"funeral|emergency|desperate|stranded|(?:really|very|extremely) (?:important|urgent)|"
+    r"i'm (?:really )?(?:worried|scared|panicking))\b"
 )
 #: Weaker signs of frustration: alone they describe a problem, together they are a mood.
 _IRRITATION = re.compile(
     r"\b(?:it's been (?:\w+ )?(?:weeks|months)|"
     r"still (?:hasn't|haven't|hasnt|havent|not|isn't|doesn't|don't|won't|can't|no)|"
-    r"(?:actually|finally|hopefully|better)\b[^.!?]{0,40}\bthis time|again\b[.!?])"
+    r"(?:actually|finally|hopefully|better)\b[^.!?]{0,40}\bthis time|again\b[.!?]|in a row|"
+    r"(?:second|2nd) (?:time|night|day|week))"
 )
 _IRRITATION_SCORE = -0.15
 _IRRITATION_LIMIT = 3
@@ -139,6 +143,13 @@ _NOT_MOOD = (
     "promised",
     "please",
     "mistake",
+    "rejected",
+    "declined",
+    "denied",
+    "understand",
+    "helps",
+    "helped",
+    "grand",
 )
 
 
@@ -164,7 +175,11 @@ def customer_sentiment(segments: list[Segment], *, has_speakers: bool) -> tuple[
         return Sentiment.NEUTRAL, 0.0
     scores = [_score_sentence(s.text) for s in voice]
     anger = [bool(_ANGER.search(s.lower)) for s in voice]
-    unhappy = any(anger) or any(score <= -0.3 for score in scores)
+    unhappy = (
+        any(anger)
+        or any(score <= -0.3 for score in scores)
+        or any(_IRRITATION.search(s.lower) for s in voice)
+    )
     fed_up = sum(len(_IRRITATION.findall(s.lower)) for s in voice) >= _IRRITATION_LIMIT
     total = weight_sum = 0.0
     for index, (segment, raw, angry) in enumerate(zip(voice, scores, anger, strict=True)):
