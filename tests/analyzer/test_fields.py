@@ -425,3 +425,88 @@ def test_nothing_more_to_do_is_unresolved_and_sarcasm_is_negative() -> None:
     )
     assert result.resolution is Resolution.UNRESOLVED
     assert result.sentiment is Sentiment.NEGATIVE
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        (
+            "A new bill will be issued within 10 working days.",
+            [(TaskType.TODO, datetime(2026, 6, 24, 17, 0))],
+        ),
+        (
+            "I'm going to send a courier to pick it up on Monday.",
+            [(TaskType.TODO, datetime(2026, 6, 15, 9, 0))],
+        ),
+        ("A technician will be there in 2 hours.", [(TaskType.TODO, datetime(2026, 6, 10, 13, 0))]),
+        (
+            "I've rebooked him for Saturday morning, first slot.",
+            [(TaskType.TODO, datetime(2026, 6, 13, 9, 0))],
+        ),
+        (
+            "We'll reassess the claim within five business days.",
+            [(TaskType.TODO, datetime(2026, 6, 17, 17, 0))],
+        ),
+        ("I'll be back with you in a minute.", []),
+        ("I've booked a line test for our records.", []),
+    ],
+)
+def test_more_promise_wordings(
+    sentence: str, expected: list[tuple[TaskType, datetime | None]]
+) -> None:
+    assert due_local(run_london([("agent", sentence)])) == expected
+
+
+@pytest.mark.parametrize(
+    ("turns", "expected"),
+    [
+        (
+            [
+                ("customer", "I need a higher transfer limit."),
+                (
+                    "agent",
+                    "For that I need approval from our branch manager, so I've passed your request to her.",
+                ),
+            ],
+            Resolution.ESCALATED,
+        ),
+        (
+            [
+                ("customer", "Our login is down."),
+                ("agent", "Engineering is working on it."),
+                ("agent", "I'll email you an update at noon, or sooner if it's fixed."),
+            ],
+            Resolution.UNRESOLVED,
+        ),
+        (
+            [
+                ("customer", "I want to cancel, I'm moving."),
+                ("agent", "Would you like to transfer your membership to our other club instead?"),
+                ("customer", "Yes, that would be great!"),
+            ],
+            Resolution.RESOLVED,
+        ),
+        (
+            [
+                ("customer", "My parcel says delivered but it isn't here."),
+                ("agent", "I've opened an investigation with the carrier."),
+            ],
+            Resolution.ESCALATED,
+        ),
+    ],
+)
+def test_more_outcomes(turns: list[tuple[str, str]], expected: Resolution) -> None:
+    assert run_london(turns).resolution is expected
+
+
+def test_names_and_greetings_do_not_sway_sentiment() -> None:
+    result = run(
+        make_call(
+            [
+                ("unknown", "Thank you for calling First Federal, this is Rob."),
+                ("unknown", "Hi Rob, I'd like to check my balance."),
+                ("unknown", "Sure, it's 240 dollars."),
+            ]
+        )
+    )
+    assert result.sentiment is Sentiment.NEUTRAL

@@ -41,7 +41,15 @@ _PASSIVE = re.compile(
 )
 #: Verbs after "I'll" that are done on the spot, not followed up ("I'll be back in a minute").
 _IMMEDIATE = frozenset(
-    {"be", "wait", "stay", "hold", "put", "transfer", "just", "need", "see", "explain"}
+    {"wait", "stay", "hold", "put", "transfer", "just", "need", "see", "explain"}
+)
+#: "I've rebooked him for Saturday morning", "I've booked an engineer for Thursday": a dated
+#: visit the centre arranged is a follow-up even though the verb is in the past.
+_ARRANGED = re.compile(
+    r"\b(?:i've|i have|we've|we have)\s+(?:just\s+|now\s+)?(?:re)?(?:booked|scheduled|arranged)\s+"
+    r"(?:him|her|them|(?:an?|the|your)\s+(?:\w+\s+)?(?:engineer|technician|plumber|electrician|"
+    r"visit|appointment|delivery|collection|pick-?up|installation|repair|driver|courier|fitter)|"
+    r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow)\b)"
 )
 #: Promises worded from the customer's side or in the present tense ("you'll hear from us by
 #: Friday", "expect a call on Monday", "we're sending an engineer tomorrow").
@@ -154,10 +162,11 @@ def _kind(text: str) -> TaskType:
     return TaskType.TODO
 
 
+_RIGHT_NOW = re.compile(r"\b(?:a|one|two|few|just a) (?:moment|minute|second|sec)s?\b")
+
+
 def _has_later_due(clause: str, due: DueTime | None) -> bool:
-    return due is not None and not re.search(
-        r"\b(?:a|one|two|few) (?:moment|minute|second|sec)s?\b", clause
-    )
+    return due is not None and not _RIGHT_NOW.search(clause)
 
 
 def _is_promise(clause: str, segment: Segment, due: DueTime | None = None) -> bool:
@@ -169,6 +178,8 @@ def _is_promise(clause: str, segment: Segment, due: DueTime | None = None) -> bo
     passive = _PASSIVE.search(clause)
     if passive is not None and not is_negated(clause, passive.start()):
         return True
+    if _RIGHT_NOW.search(clause):
+        return False  # "I'll be back with you in a minute" is said, done and gone
     for m in _PROMISE.finditer(clause):
         verb = m["verb"]
         if verb not in _ACTION_VERBS and (verb in _IMMEDIATE or not _has_later_due(clause, due)):
@@ -177,7 +188,9 @@ def _is_promise(clause: str, segment: Segment, due: DueTime | None = None) -> bo
             continue
         if verb in _NOT_FOLLOW_UPS and not _CALL_WORDS.search(clause):
             continue
-        if verb == "be" and not re.search(r"\bbe in touch\b", clause):
+        if verb == "be" and not re.search(
+            r"\bbe (?:in touch|there|with you|round|over|at your|back (?:to|with) you)\b", clause
+        ):
             continue
         if verb == "have" and not re.search(r"\bhave\b.*\bto you\b", clause):
             continue
@@ -211,7 +224,9 @@ def find_actions(
                 requested = True
             elif _is_promise(clause, segment, clause_due):
                 requested = False
-            elif _PROGRESSIVE.search(clause) and clause_due is not None:
+            elif (
+                _PROGRESSIVE.search(clause) or _ARRANGED.search(clause)
+            ) and clause_due is not None:
                 requested = False  # "we're sending an engineer on Friday": dated, so a plan
             elif not has_speakers and _is_request(clause):
                 requested = True

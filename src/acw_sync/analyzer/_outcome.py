@@ -37,20 +37,21 @@ _LABELS: list[tuple[re.Pattern[str], Resolution]] = [
 
 _HANDOVER = re.compile(
     r"\b(?:escalat(?:e|ed|ing)|transferr(?:ed|ing)\s+(?:you|this|it|the call|your call)|"
-    r"transfer\s+(?:you|this|it|your call)|put(?:ting)? you through to|"
+    r"transfer\s+(?:you|this|it|your call)\b|send(?:ing)?\s+(?:this|it)\s+(?:on\s+)?to\s+(?:my|our|the)\b|"
+    r"to\s+(?:my|our|the)\s+(?:\w+\s+)?(?:supervisor|manager|team leader)\b|put(?:ting)? you through to|"
     r"pass(?:ed|ing)?\s+(?:\w+\s+){0,3}?(?:on\s+)?to\s+(?:my|our|the|a|him|her|them)\b|"
     r"(?:need|needs|requires?)\s+(?:\w+\s+)?(?:approval|sign-off|authori[sz]ation)\s+from|"
     r"hand(?:ed|ing)?\s+(?:\w+\s+){0,3}?over\s+to|refer(?:red|ring)?\s+(?:\w+\s+){0,3}?to\s+(?:my|our|the)|"
     r"raised\s+(?:it|this|that|a ticket|a case)\s+with|"
     r"(?:open(?:ed|ing|s)?|log(?:ged|ging|s)?|creat(?:e|ed|es|ing)|rais(?:e|ed|es|ing)|"
-    r"fil(?:e|ed|es|ing))\s+(?:a|an|the)?\s*(?:\w+\s+)?(?:ticket|bug|case|incident)(?:\s+[\w#\-]+)?\s+with|"
+    r"fil(?:e|ed|es|ing))\s+(?:a|an|the)?\s*(?:\w+\s+)?(?:ticket|bug|case|incident|investigation|claim)(?:\s+[\w#\-]+)?\s+with|"
     r"(?:manager|supervisor)\s+will|tier ?2|second[- ]level support)"
 )
 _FIXED = re.compile(
     r"\b(?:(?:it's|it is|its|that's|everything's|everything is|all)\s+(?:(?!not\b|never\b)\w+\s+)?working(?:\s+(?:now|again|fine))|"
     r"working again|that fixed it|that's fixed|it's fixed|problem solved|issue (?:is )?resolved|"
     r"(?:is|has been|was) resolved|all sorted|sorted now|i'm in\b|that did the trick|works now|"
-    r"works again)"
+    r"works again|(?:it|that) worked|it works)"
 )
 _OPEN = re.compile(
     r"\b(?:still (?:not|isn't|doesn't|don't|won't|can't|cannot|hasn't|haven't|no|broken|down|"

@@ -30,7 +30,8 @@ POSITIVE_THRESHOLD = 0.35
 NEGATIVE_THRESHOLD = -0.2
 
 _FORMULAS = re.compile(
-    r"\b(?:thank you(?: very much| so much)?|thanks(?: a lot| so much)?|many thanks|cheers|"
+    r"\b(?:thank(?:s| you) for (?:calling|holding|waiting|your patience)|how (?:can|may) i help"
+    r"(?: you)?|thank you(?: very much| so much)?|thanks(?: a lot| so much)?|many thanks|cheers|"
     r"please|bye|goodbye|have a (?:nice|good|great) (?:day|evening|weekend)|you're welcome|"
     r"good (?:morning|afternoon|evening)|hello|hi|hey|okay|ok|alright|sure|right|"
     r"sounds good|that's fine|it's fine|that works|fair enough|no problem|got it|of course)\b[,.!]?",
@@ -52,7 +53,7 @@ _ANGER = re.compile(
     r"trying to get through|(?:have to|just) (?:live|put up) with it|"
     # distress is a negative mood too, however politely put
     r"funeral|emergency|desperate|stranded|(?:really|very|extremely) (?:important|urgent)|"
-    r"i'm (?:really )?(?:worried|scared|panicking))\b"
+    r"i'm (?:really )?(?:worried|scared|panicking)|please hurry|hurry up)\b"
 )
 #: Weaker signs of frustration: alone they describe a problem, together they are a mood.
 _IRRITATION = re.compile(
@@ -150,6 +151,13 @@ _NOT_MOOD = (
     "helps",
     "helped",
     "grand",
+    "hope",
+    "hoping",
+    # first names VADER reads as words
+    "rob",
+    "joy",
+    "grace",
+    "faith",
 )
 
 
