@@ -3,6 +3,7 @@
     python bench/eval_analyzer.py                 # the development split
     python bench/eval_analyzer.py --split heldout # the held-out split (run only at the end)
     python bench/eval_analyzer.py --split fresh   # a second blind batch, written after tuning
+    python bench/eval_analyzer.py --split final   # the last blind batch, never tuned against
     python bench/eval_analyzer.py --split all -v  # both, listing every mismatch
 
 Prints, per field: outcome (resolution) and sentiment accuracy, categories (mean Jaccard and
@@ -36,7 +37,7 @@ def _local(value: str, zone: ZoneInfo) -> datetime:
 
 
 def load_split(split: str) -> list[dict[str, Any]]:
-    names = ["dev", "heldout", "fresh"] if split == "all" else [split]
+    names = ["dev", "heldout", "fresh", "final"] if split == "all" else [split]
     calls: list[dict[str, Any]] = []
     for name in names:
         calls.extend(json.loads((EVAL_DIR / f"{name}.json").read_text(encoding="utf-8")))
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--split", choices=["dev", "heldout", "fresh", "all"], default="dev")
+    parser.add_argument("--split", choices=["dev", "heldout", "fresh", "final", "all"], default="dev")
     parser.add_argument("--calls", type=int, default=1000, help="calls for the timing run")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every mismatch")
     args = parser.parse_args(argv)
