@@ -510,3 +510,46 @@ def test_names_and_greetings_do_not_sway_sentiment() -> None:
         )
     )
     assert result.sentiment is Sentiment.NEUTRAL
+
+
+def test_two_promises_sharing_one_subject() -> None:
+    result = run_london(
+        [("agent", "I'll send over the contract today and check in with you on Monday.")]
+    )
+    assert sorted(due_local(result), key=str) == sorted(
+        [
+            (TaskType.TODO, datetime(2026, 6, 10, 17, 0)),
+            (TaskType.CALL, datetime(2026, 6, 15, 9, 0)),
+        ],
+        key=str,
+    )
+
+
+def test_customer_triggered_promise_is_not_tracked() -> None:
+    result = run_london(
+        [
+            (
+                "agent",
+                "It should be delivered on Monday. If it isn't, call us and we'll send a new one.",
+            )
+        ]
+    )
+    assert result.action_items == []
+
+
+def test_before_a_bare_hour() -> None:
+    result = run(
+        make_call(
+            [
+                (
+                    "customer",
+                    "I'm really not happy, the engineer didn't turn up again. Ring me back before 10 please.",
+                )
+            ],
+            ended=datetime(2026, 3, 30, 8, 30, tzinfo=LONDON),
+            outcome=CallOutcome.VOICEMAIL,
+        ),
+        AnalysisContext(timezone=LONDON),
+    )
+    assert due_local(result) == [(TaskType.CALL, datetime(2026, 3, 30, 10, 0))]
+    assert "complaint" in result.categories and result.sentiment is Sentiment.NEGATIVE

@@ -138,8 +138,20 @@ _CALL_WORDS = re.compile(
     r"follow[- ]?up|contact|reach out|try you again|speak|let you know|hear (?:back )?from)\b"
 )
 _EMAIL_WORDS = re.compile(r"\b(?:e-?mail|e-?mailed|emails|inbox)\b")
+_FOLLOW_VERB = (
+    r"(?:call|ring|phone|email|e-mail|send|check in|follow up|get back|visit|ship|deliver|"
+    r"confirm|let you know|text)\b"
+)
 _CLAUSE = re.compile(
-    r"\s*;\s*|,?\s+(?:and|but|then)\s+(?=(?:i|we|she|he|they|you|someone|our|my|the)\b)"
+    r"\s*;\s*|,?\s+(?:and|but|then)\s+(?=(?:i|we|she|he|they|you|someone|our|my|the)\b)|"
+    rf",?\s+(?:and|then)\s+(?:also\s+)?(?={_FOLLOW_VERB})"
+)
+#: A clause that continues a promise without repeating its subject ("... today and check in
+#: with you on Monday").
+_CONTINUATION = re.compile(rf"^{_FOLLOW_VERB}")
+#: "If it isn't, call us and we'll send a new one": the customer triggers it, nothing to track.
+_CUSTOMER_TRIGGERED = re.compile(
+    r"\bif\b.*\b(?:call|contact|email|ring|phone) us\b|\blet us know if\b"
 )
 
 
@@ -214,15 +226,20 @@ def find_actions(
     found: list[FoundAction] = []
     for segment in segments:
         from_customer = segment.speaker is Speaker.CUSTOMER
+        previous_promise = False
         for clause in _CLAUSE.split(segment.lower):
             if not clause:
                 continue
             clause_due = resolve_due(clause, reference, zone)
+            continued = previous_promise and bool(_CONTINUATION.match(clause))
+            # "I'll put the proposal together and call you on Friday": the second verb shares
+            # the subject and the "will" of the first, promise or not.
+            previous_promise = not from_customer and bool(_PROMISE.search(clause))
             if from_customer:
                 if not _is_request(clause):
                     continue
                 requested = True
-            elif _is_promise(clause, segment, clause_due):
+            elif continued or _is_promise(clause, segment, clause_due):
                 requested = False
             elif (
                 _PROGRESSIVE.search(clause) or _ARRANGED.search(clause)
@@ -232,10 +249,13 @@ def find_actions(
                 requested = True
             else:
                 continue
+            previous_promise = previous_promise or not requested
             due = clause_due
             if due is None and clause != segment.lower:
                 # "It's back in stock next month; I'll email you as soon as it is."
                 due = resolve_due(segment.text, reference, zone)
+            if due is None and _CUSTOMER_TRIGGERED.search(segment.lower):
+                continue
             kind = _kind(clause)
             item = ActionItem(text=segment.text, due_at=due.at if due else None, kind=kind)
             found.append(FoundAction(item, segment, due, requested))

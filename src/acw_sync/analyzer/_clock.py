@@ -68,7 +68,7 @@ _CLOCK_AMPM = re.compile(
     r"\b(?:at\s+|around\s+|by\s+)?(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?\s*(?P<ap>a\.?m\b\.?|p\.?m\b\.?)"
 )
 _CLOCK_AT = re.compile(
-    rf"\b(?:at|around|by|for|between|from)\s+(?P<h>{_HOUR_WORD})(?::(?P<m>\d{{2}}))?(?:\s*o'?clock)?(?![\d/\-:])(?!\s*(?:pounds|euros|dollars|percent|%|days|hours|minutes|weeks|kilos|seats))\b"
+    rf"\b(?:at|around|by|for|between|from|before|until|till)\s+(?P<h>{_HOUR_WORD})(?::(?P<m>\d{{2}}))?(?:\s*o'?clock)?(?![\d/\-:])(?!\s*(?:pounds|euros|dollars|percent|%|days|hours|minutes|weeks|kilos|seats))\b"
 )
 _CLOCK_24 = re.compile(r"\b(?P<h>[01]?\d|2[0-3]):(?P<m>[0-5]\d)\b")
 _CLOCK_HALF = re.compile(rf"\b(?P<kind>half past|quarter past|quarter to)\s+(?P<h>{_HOUR_WORD})\b")
