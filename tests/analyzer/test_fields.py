@@ -553,3 +553,47 @@ def test_before_a_bare_hour() -> None:
     )
     assert due_local(result) == [(TaskType.CALL, datetime(2026, 3, 30, 10, 0))]
     assert "complaint" in result.categories and result.sentiment is Sentiment.NEGATIVE
+
+
+@pytest.mark.parametrize(
+    ("turns", "notes", "expected"),
+    [
+        (
+            [],
+            ["Cust asked to move the payment date. Agreed, updated to the 15th."],
+            Sentiment.NEUTRAL,
+        ),
+        ([], ["Customer very upset about the second missed visit, shouting."], Sentiment.NEGATIVE),
+        (
+            [
+                ("customer", "Is the shop open on Boxing Day?"),
+                ("customer", "Okay, thanks, merry Christmas!"),
+            ],
+            [],
+            Sentiment.NEUTRAL,
+        ),
+        ([("customer", "Yep, I'm in now. Thanks heaps!")], [], Sentiment.POSITIVE),
+        (
+            [("customer", "An engineer tomorrow? I'll believe it when I see it.")],
+            [],
+            Sentiment.NEGATIVE,
+        ),
+        (
+            [
+                ("customer", "You cut off my power even though I paid!"),
+                ("customer", "Unbelievable."),
+            ],
+            [],
+            Sentiment.NEGATIVE,
+        ),
+    ],
+)
+def test_sentiment_more(
+    turns: list[tuple[str, str]], notes: list[str], expected: Sentiment
+) -> None:
+    assert run(make_call(turns, notes=notes)).sentiment is expected
+
+
+def test_scheduled_delivery_is_an_item() -> None:
+    result = run_london([("agent", "Your delivery is scheduled for tomorrow between 9 and 11.")])
+    assert due_local(result) == [(TaskType.TODO, datetime(2026, 6, 11, 9, 0))]

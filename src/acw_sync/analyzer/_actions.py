@@ -43,6 +43,11 @@ _PASSIVE = re.compile(
 _IMMEDIATE = frozenset(
     {"wait", "stay", "hold", "put", "transfer", "just", "need", "see", "explain"}
 )
+#: "Your delivery is scheduled for tomorrow between 9 and 11": a dated visit, said as a fact.
+_SCHEDULED = re.compile(
+    r"\b(?:delivery|visit|collection|pick-?up|installation|repair|engineer|technician|driver|"
+    r"courier)\s+(?:is|has been)\s+(?:scheduled|booked|planned|arranged|confirmed)\b"
+)
 #: "I've rebooked him for Saturday morning", "I've booked an engineer for Thursday": a dated
 #: visit the centre arranged is a follow-up even though the verb is in the past.
 _ARRANGED = re.compile(
@@ -242,7 +247,7 @@ def find_actions(
             elif continued or _is_promise(clause, segment, clause_due):
                 requested = False
             elif (
-                _PROGRESSIVE.search(clause) or _ARRANGED.search(clause)
+                _PROGRESSIVE.search(clause) or _ARRANGED.search(clause) or _SCHEDULED.search(clause)
             ) and clause_due is not None:
                 requested = False  # "we're sending an engineer on Friday": dated, so a plan
             elif not has_speakers and _is_request(clause):

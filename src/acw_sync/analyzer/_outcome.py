@@ -44,7 +44,7 @@ _HANDOVER = re.compile(
     r"hand(?:ed|ing)?\s+(?:\w+\s+){0,3}?over\s+to|refer(?:red|ring)?\s+(?:\w+\s+){0,3}?to\s+(?:my|our|the)|"
     r"raised\s+(?:it|this|that|a ticket|a case)\s+with|"
     r"(?:open(?:ed|ing|s)?|log(?:ged|ging|s)?|creat(?:e|ed|es|ing)|rais(?:e|ed|es|ing)|"
-    r"fil(?:e|ed|es|ing))\s+(?:a|an|the)?\s*(?:\w+\s+)?(?:ticket|bug|case|incident|investigation|claim)(?:\s+[\w#\-]+)?\s+with|"
+    r"fil(?:e|ed|es|ing))\s+(?:a|an|the)?\s*(?:\w+\s+)?(?:ticket|bug|case|incident|investigation|claim|complaint|request)(?:\s+[\w#\-]+)?\s+with|"
     r"(?:manager|supervisor)\s+will|tier ?2|second[- ]level support)"
 )
 _FIXED = re.compile(

@@ -26,15 +26,19 @@ from acw_sync.model import Sentiment, Speaker
 
 __all__ = ["NEGATIVE_THRESHOLD", "POSITIVE_THRESHOLD", "customer_sentiment"]
 
-POSITIVE_THRESHOLD = 0.35
+POSITIVE_THRESHOLD = 0.25
 NEGATIVE_THRESHOLD = -0.2
 
 _FORMULAS = re.compile(
     r"\b(?:thank(?:s| you) for (?:calling|holding|waiting|your patience)|how (?:can|may) i help"
-    r"(?: you)?|thank you(?: very much| so much)?|thanks(?: a lot| so much)?|many thanks|cheers|"
+    r"(?: you)?|"
+    # plain thanks is a formula; "thanks so much", "thanks heaps" are gratitude and stay
+    r"thank you(?! so much| very much| ever so| a lot)|thanks(?! a lot| so much| heaps| a million)|"
+    r"cheers|"
     r"please|bye|goodbye|have a (?:nice|good|great) (?:day|evening|weekend)|you're welcome|"
     r"good (?:morning|afternoon|evening)|hello|hi|hey|okay|ok|alright|sure|right|"
-    r"sounds good|that's fine|it's fine|that works|fair enough|no problem|got it|of course)\b[,.!]?",
+    r"sounds good|that's fine|it's fine|that works|fair enough|no problem|got it|of course|"
+    r"merry christmas|happy (?:new year|holidays|easter)|season's greetings)\b[,.!]?",
     re.IGNORECASE,
 )
 _ANGER = re.compile(
@@ -53,16 +57,23 @@ _ANGER = re.compile(
     r"trying to get through|(?:have to|just) (?:live|put up) with it|"
     # distress is a negative mood too, however politely put
     r"funeral|emergency|desperate|stranded|(?:really|very|extremely) (?:important|urgent)|"
-    r"i'm (?:really )?(?:worried|scared|panicking)|please hurry|hurry up)\b"
+    r"i'm (?:really )?(?:worried|scared|panicking)|please hurry|hurry up|unbelievable|"
+    r"i'll believe it when i see it|(?:nobody|no one|no-one) (?:has |have )?(?:did|come|came|"
+    r"turned up|shown up|showed up|called|rung|got back))\b"
 )
 #: Weaker signs of frustration: alone they describe a problem, together they are a mood.
 _IRRITATION = re.compile(
     r"\b(?:it's been (?:\w+ )?(?:weeks|months)|"
     r"still (?:hasn't|haven't|hasnt|havent|not|isn't|doesn't|don't|won't|can't|no)|"
     r"(?:actually|finally|hopefully|better)\b[^.!?]{0,40}\bthis time|again\b[.!?]|in a row|"
-    r"(?:second|2nd) (?:time|night|day|week))"
+    r"(?:second|2nd) (?:time|night|day|week)|even though i)"
 )
 _IRRITATION_SCORE = -0.15
+_NOTED_MOOD = re.compile(
+    r"\b(?:happy|pleased|satisfied|delighted|grateful|thankful|relieved|angry|upset|frustrated|"
+    r"annoyed|furious|irate|unhappy|disappointed|rude|abusive|aggressive|shouting|swearing|"
+    r"complain\w*|calm|polite|friendly|impatient|distressed|worried|anxious|in tears|crying)\b"
+)
 _IRRITATION_LIMIT = 3
 _SARCASTIC_SHORT = re.compile(
     r"^(?:oh,? )?(?:great|wonderful|lovely|perfect|brilliant|fantastic|marvellous|super|"
@@ -151,6 +162,12 @@ _NOT_MOOD = (
     "helps",
     "helped",
     "grand",
+    "increase",
+    "increased",
+    "decrease",
+    "decreased",
+    "yep",
+    "yeah",
     "hope",
     "hoping",
     # first names VADER reads as words
@@ -179,6 +196,10 @@ def _score_sentence(text: str) -> float:
 def customer_sentiment(segments: list[Segment], *, has_speakers: bool) -> tuple[Sentiment, float]:
     """Label and score of the customer's mood over the call."""
     voice = [s for s in segments if s.speaker is Speaker.CUSTOMER] if has_speakers else segments
+    if voice and all(s.source == "note" for s in voice):
+        # The agent's notes record facts ("agreed to call back", "refund issued"); they speak
+        # of the customer's mood only when they say so ("cust happy", "very upset").
+        voice = [s for s in voice if _NOTED_MOOD.search(s.lower)]
     if not voice:
         return Sentiment.NEUTRAL, 0.0
     scores = [_score_sentence(s.text) for s in voice]
