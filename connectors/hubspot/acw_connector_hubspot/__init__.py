@@ -1,0 +1,21 @@
+"""The HubSpot connector: calls as Calls engagements, follow-ups as Tasks, through
+hubspot-api-client, within HubSpot's rate limits and never twice.
+
+Layout: ``config`` (the ``options`` model), ``client`` (the wire: tokens, limits, errors),
+``mapping`` (canonical -> HubSpot properties, pure), ``connector`` (the contract).
+"""
+
+from acw_connector_hubspot.client import HubSpotClient, RateLimiter, RateLimitStatus, WindowLimiter
+from acw_connector_hubspot.config import HubSpotConfig
+from acw_connector_hubspot.connector import CallWrite, HubSpotConnector, TaskWrite
+
+__all__ = [
+    "CallWrite",
+    "HubSpotClient",
+    "HubSpotConfig",
+    "HubSpotConnector",
+    "RateLimitStatus",
+    "RateLimiter",
+    "TaskWrite",
+    "WindowLimiter",
+]

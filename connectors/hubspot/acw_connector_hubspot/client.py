@@ -1,0 +1,726 @@
+"""The wire: HubSpot's API through hubspot-api-client, with tokens, limits and errors handled.
+
+Owns authentication (static private-app token, or OAuth access tokens renewed before they
+expire), the request budget (an in-process limiter by default; the core may plug a shared one
+through :class:`RateLimiter`), the ``X-HubSpot-RateLimit-*`` headers, and the translation of
+every sub-package's exception classes into :mod:`acw_sync.errors`. It knows HubSpot's paths and
+shapes, nothing of calls or follow-ups (see ``mapping``) nor of the connector contract.
+
+hubspot-api-client quirks this module works around (see docs/hubspot.md):
+
+* each sub-package has its own ``ApiException``; they share no base class, so all are listed;
+* the client's debug mode logs response bodies (customer data): ``debug`` is forced off;
+* urllib3 retries are disabled for reads and statuses: a blind POST retry duplicates creates;
+  retries belong to the core, which checks idempotency first;
+* ``api_request`` ignores ``host`` and has no timeout: raw calls use our own session on
+  ``base_url``.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+from zoneinfo import ZoneInfo
+
+import hubspot
+import hubspot.crm.associations.v4 as hs_assoc
+import hubspot.crm.associations.v4.exceptions
+import hubspot.crm.companies.exceptions
+import hubspot.crm.contacts.exceptions
+import hubspot.crm.objects as hs_objects
+import hubspot.crm.objects.calls.exceptions
+import hubspot.crm.objects.exceptions
+import hubspot.crm.objects.notes.exceptions
+import hubspot.crm.objects.tasks.exceptions
+import hubspot.crm.owners.exceptions
+import hubspot.crm.properties.exceptions
+import hubspot.oauth.exceptions
+import requests
+import urllib3
+from pydantic import SecretStr
+
+from acw_connector_hubspot.config import HubSpotConfig
+from acw_sync.errors import (
+    AuthExpired,
+    ConnectorError,
+    CredentialsInvalid,
+    PermanentError,
+    QuotaExhausted,
+    RateLimited,
+    RetryableError,
+)
+
+__all__ = [
+    "API_EXCEPTIONS",
+    "BatchOutcome",
+    "HubSpotClient",
+    "RateLimitStatus",
+    "RateLimiter",
+    "WindowLimiter",
+    "error_from_response",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Every ``ApiException`` class of the sub-packages we call (they share no common base).
+API_EXCEPTIONS: tuple[type[Exception], ...] = (
+    hubspot.crm.objects.exceptions.ApiException,
+    hubspot.crm.objects.calls.exceptions.ApiException,
+    hubspot.crm.objects.tasks.exceptions.ApiException,
+    hubspot.crm.objects.notes.exceptions.ApiException,
+    hubspot.crm.contacts.exceptions.ApiException,
+    hubspot.crm.companies.exceptions.ApiException,
+    hubspot.crm.owners.exceptions.ApiException,
+    hubspot.crm.associations.v4.exceptions.ApiException,
+    hubspot.crm.properties.exceptions.ApiException,
+    hubspot.oauth.exceptions.ApiException,
+)
+#: Client-side exceptions (bad arguments) of the same sub-packages.
+_CLIENT_EXCEPTIONS: tuple[type[Exception], ...] = (
+    hubspot.crm.objects.exceptions.OpenApiException,
+    hubspot.crm.owners.exceptions.OpenApiException,
+    hubspot.crm.associations.v4.exceptions.OpenApiException,
+    hubspot.crm.properties.exceptions.OpenApiException,
+    hubspot.oauth.exceptions.OpenApiException,
+)
+
+SEARCH = "search"
+BURST = "burst"
+
+
+class RateLimiter(Protocol):
+    """The request budget. ``acquire`` returns when one request of ``bucket`` may go out.
+
+    Buckets: ``"burst"`` (every non-search request; the tier's per-10-second limit) and
+    ``"search"`` (CRM search, 5/s per account). Raise :class:`RateLimited` rather than block
+    for long. The core replaces the in-process default with one shared across workers.
+    """
+
+    def acquire(self, bucket: str) -> None: ...
+
+
+class WindowLimiter:
+    """A sliding-window limiter for one process: ``limits[bucket] = (requests, seconds)``."""
+
+    def __init__(
+        self,
+        limits: Mapping[str, tuple[int, float]],
+        *,
+        max_wait: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.limits = dict(limits)
+        self.max_wait = max_wait
+        self._clock, self._sleep = clock, sleep
+        self._sent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._lock = threading.Lock()
+
+    def acquire(self, bucket: str) -> None:
+        if bucket not in self.limits:
+            return
+        count, window = self.limits[bucket]
+        while True:
+            with self._lock:
+                now = self._clock()
+                sent = self._sent[bucket]
+                while sent and sent[0] <= now - window:
+                    sent.popleft()
+                if len(sent) < count:
+                    sent.append(now)
+                    return
+                wait = sent[0] + window - now
+            if wait > self.max_wait:
+                raise RateLimited(f"HubSpot {bucket} budget spent", retry_after=wait)
+            self._sleep(wait)
+
+
+@dataclass
+class RateLimitStatus:
+    """The last ``X-HubSpot-RateLimit-*`` headers seen (search answers carry none)."""
+
+    max: int | None = None
+    remaining: int | None = None
+    interval_ms: int | None = None
+    secondly: int | None = None
+    secondly_remaining: int | None = None
+    daily: int | None = None
+    daily_remaining: int | None = None
+    seen_at: float | None = None
+
+    def update(self, headers: Mapping[str, str]) -> None:
+        lower = {k.lower(): v for k, v in headers.items()}
+        names = {
+            "max": "x-hubspot-ratelimit-max",
+            "remaining": "x-hubspot-ratelimit-remaining",
+            "interval_ms": "x-hubspot-ratelimit-interval-milliseconds",
+            "secondly": "x-hubspot-ratelimit-secondly",
+            "secondly_remaining": "x-hubspot-ratelimit-secondly-remaining",
+            "daily": "x-hubspot-ratelimit-daily",
+            "daily_remaining": "x-hubspot-ratelimit-daily-remaining",
+        }
+        found = False
+        for attr, header in names.items():
+            value = lower.get(header)
+            if value is not None and value.strip().lstrip("-").isdigit():
+                setattr(self, attr, int(value))
+                found = True
+        if found:
+            self.seen_at = time.time()
+
+
+@dataclass
+class BatchOutcome:
+    """A batch write's answer: the objects written and the per-record errors (207)."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _body(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            return {"message": raw[:500]}
+        return parsed if isinstance(parsed, dict) else {"message": str(parsed)[:500]}
+    return dict(raw) if isinstance(raw, Mapping) else {}
+
+
+def missing_scopes(body: Mapping[str, Any]) -> list[str]:
+    """Scopes named in a 403 ``MISSING_SCOPES`` answer (top-level or per-error context)."""
+    contexts = [body.get("context") or {}]
+    contexts += [(e or {}).get("context") or {} for e in body.get("errors") or []]
+    names: list[str] = []
+    for context in contexts:
+        for key in ("missingScopes", "requiredGranularScopes", "requiredScopes"):
+            for scope in context.get(key) or []:
+                if scope not in names:
+                    names.append(str(scope))
+    return names
+
+
+def _seconds_to_midnight(timezone: str, now: datetime | None = None) -> float:
+    zone = ZoneInfo(timezone)
+    local = (now or datetime.now(UTC)).astimezone(zone)
+    midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1.0, (midnight - local).total_seconds())
+
+
+def error_from_response(
+    status: int, raw_body: Any, headers: Mapping[str, str], *, what: str, timezone: str = "UTC"
+) -> ConnectorError:
+    """HubSpot's answer ``status``/``body`` as the error the core acts on.
+
+    401 -> :class:`AuthExpired` (the client refreshes once, then reports
+    :class:`CredentialsInvalid`); 403 -> :class:`CredentialsInvalid` (naming missing scopes);
+    429 -> :class:`RateLimited` (SECONDLY / TEN_SECONDLY, after the interval) or
+    :class:`QuotaExhausted` (DAILY, until midnight in the account's zone); 5xx, 0 and 423 ->
+    :class:`RetryableError`; other 4xx -> :class:`PermanentError` with HubSpot's message.
+    """
+    body = _body(raw_body)
+    message = str(body.get("message") or "")[:1000] or None
+    category = str(body.get("category") or body.get("errorType") or "")
+    lower = {k.lower(): v for k, v in headers.items()}
+    kw: dict[str, Any] = {"crm_message": message, "status": status}
+    if category:
+        kw["details"] = {"category": category, "correlationId": body.get("correlationId")}
+    if status == 401:
+        return AuthExpired(f"HubSpot refused the access token ({what})", **kw)
+    if status == 403:
+        scopes = missing_scopes(body)
+        if category == "MISSING_SCOPES" or scopes:
+            named = ", ".join(scopes) or "unknown"
+            return CredentialsInvalid(
+                f"HubSpot app is missing scopes for {what}: {named}",
+                crm_message=message,
+                status=status,
+                details={"category": "MISSING_SCOPES", "missing_scopes": scopes},
+            )
+        return CredentialsInvalid(f"HubSpot refused {what} (403 {category})", **kw)
+    if status == 429:
+        policy = str(body.get("policyName") or "")
+        if policy.upper() == "DAILY":
+            wait = _seconds_to_midnight(timezone)
+            return QuotaExhausted(
+                f"HubSpot daily API limit reached ({what})", retry_after=wait, **kw
+            )
+        retry_after: float | None = None
+        if lower.get("retry-after", "").replace(".", "", 1).isdigit():
+            retry_after = float(lower["retry-after"])
+        elif policy.upper().startswith("TEN_SECONDLY"):
+            interval = lower.get("x-hubspot-ratelimit-interval-milliseconds", "10000")
+            retry_after = int(interval) / 1000 if interval.isdigit() else 10.0
+        else:
+            retry_after = 1.0
+        return RateLimited(
+            f"HubSpot rate limit ({policy or 'unknown policy'}) on {what}",
+            retry_after=retry_after,
+            **kw,
+        )
+    if status == 0 or status >= 500 or status in (408, 423):
+        return RetryableError(f"HubSpot unavailable ({status}) on {what}", **kw)
+    if status == 404:
+        return PermanentError(f"HubSpot object not found ({what})", **kw)
+    return PermanentError(f"HubSpot rejected {what} ({status} {category})".strip(), **kw)
+
+
+class _Tokens:
+    """The current access token; for OAuth, renewed ``refresh_margin`` s before it expires."""
+
+    def __init__(self, config: HubSpotConfig, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.access_token: str | None = (
+            config.access_token.get_secret_value() if config.access_token else None
+        )
+        self.refresh_token = config.refresh_token
+        self.expires_at: float | None = None
+        self.refreshes = 0
+
+    def needs_refresh(self) -> bool:
+        if not self.config.oauth:
+            return False
+        if self.access_token is None or self.expires_at is None:
+            return True
+        return self.clock() >= self.expires_at - self.config.refresh_margin
+
+    def refresh(self) -> str:
+        """Exchange the refresh token for a new access token (keeping a rotated refresh token)."""
+        config = self.config
+        assert config.client_secret is not None and self.refresh_token is not None
+        api = hubspot.HubSpot(host=config.host, debug=False, retry=_no_retry()).oauth.tokens_api
+        try:
+            answer = api.create(
+                grant_type="refresh_token",
+                client_id=config.client_id,
+                client_secret=config.client_secret.get_secret_value(),
+                refresh_token=self.refresh_token.get_secret_value(),
+                _request_timeout=config.timeout,
+            )
+        except API_EXCEPTIONS as exc:
+            status = int(getattr(exc, "status", 0) or 0)
+            if 400 <= status < 500 and status != 429:
+                body = _body(getattr(exc, "body", None))
+                raise CredentialsInvalid(
+                    "HubSpot refused the OAuth refresh token",
+                    crm_message=str(body.get("message") or "")[:500] or None,
+                    status=status,
+                ) from None
+            raise error_from_response(
+                status, getattr(exc, "body", None), {}, what="token refresh"
+            ) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise RetryableError(
+                f"HubSpot token endpoint unreachable: {type(exc).__name__}"
+            ) from None
+        self.access_token = str(answer.access_token)
+        self.expires_at = self.clock() + float(answer.expires_in or 1800)
+        if answer.refresh_token:
+            self.refresh_token = SecretStr(str(answer.refresh_token))
+        self.refreshes += 1
+        log.info("hubspot access token renewed", extra={"expires_in": answer.expires_in})
+        return self.access_token
+
+    def current(self, *, force: bool = False) -> str:
+        with self._lock:
+            if force or self.needs_refresh():
+                return self.refresh()
+            assert self.access_token is not None
+            return self.access_token
+
+
+def _no_retry() -> urllib3.util.retry.Retry:
+    # Connection errors may be retried (nothing was sent); reads and statuses never are.
+    return urllib3.util.retry.Retry(
+        total=2, connect=2, read=0, status=0, other=0, redirect=0, raise_on_status=False
+    )
+
+
+class HubSpotClient:
+    """One HubSpot account, as typed calls that raise :mod:`acw_sync.errors` only."""
+
+    def __init__(
+        self,
+        config: HubSpotConfig,
+        *,
+        limiter: RateLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.tokens = _Tokens(config, clock)
+        self.limiter: RateLimiter = limiter or WindowLimiter(
+            {BURST: (config.tier, 10.0), SEARCH: (int(config.search_per_second), 1.0)},
+            max_wait=config.max_limiter_wait,
+        )
+        self.rate_limit = RateLimitStatus()
+        self.paused_until: float | None = None
+        self._apis: dict[str, Any] = {}
+        self._session = requests.Session()
+        for name in ("hubspot", "urllib3"):
+            # Debug logging would write request and response bodies: customer data.
+            logging.getLogger(name).setLevel(max(logging.getLogger(name).level, logging.INFO))
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _api(self, name: str) -> Any:
+        """A cached API object (one connection pool each); tokens are swapped in place."""
+        api = self._apis.get(name)
+        if api is None:
+            sdk = hubspot.HubSpot(
+                access_token=self.tokens.access_token or "pending",
+                host=self.config.host,
+                debug=False,
+                retry=_no_retry(),
+            )
+            target: Any = sdk
+            for part in name.split("."):
+                target = getattr(target, part)
+            api = self._apis[name] = target
+        return api
+
+    def _set_token(self, token: str) -> None:
+        for api in self._apis.values():
+            api.api_client.configuration.access_token = token
+
+    def _before(self, bucket: str) -> None:
+        if self.paused_until is not None:
+            left = self.paused_until - self.clock()
+            if left > 0:
+                raise QuotaExhausted("HubSpot daily API limit reached (paused)", retry_after=left)
+            self.paused_until = None
+        if self.tokens.needs_refresh():
+            self._set_token(self.tokens.current())
+        self.limiter.acquire(bucket)
+
+    def _fail(self, error: ConnectorError) -> ConnectorError:
+        if isinstance(error, QuotaExhausted) and error.retry_after:
+            self.paused_until = self.clock() + error.retry_after
+        return error
+
+    def call(
+        self, what: str, fn: Callable[[], tuple[Any, int, Any]], *, bucket: str = BURST
+    ) -> Any:
+        """Run one ``*_with_http_info`` call: budget, token, headers, errors, one 401 refresh."""
+        for attempt in range(2):
+            self._before(bucket)
+            try:
+                data, _status, headers = fn()
+            except API_EXCEPTIONS as exc:
+                status = int(getattr(exc, "status", 0) or 0)
+                headers = dict(getattr(exc, "headers", None) or {})
+                if bucket != SEARCH:
+                    self.rate_limit.update(headers)
+                error = error_from_response(
+                    status,
+                    getattr(exc, "body", None),
+                    headers,
+                    what=what,
+                    timezone=self.config.account_timezone,
+                )
+                if isinstance(error, AuthExpired):
+                    if attempt == 0 and self.config.oauth:
+                        self._set_token(self.tokens.current(force=True))
+                        continue
+                    raise CredentialsInvalid(
+                        f"HubSpot refused the access token ({what})",
+                        crm_message=error.crm_message,
+                        status=401,
+                    ) from None
+                raise self._fail(error) from None
+            except _CLIENT_EXCEPTIONS as exc:
+                raise PermanentError(f"invalid HubSpot request for {what}: {exc}") from None
+            except urllib3.exceptions.HTTPError as exc:
+                raise RetryableError(
+                    f"HubSpot unreachable on {what}: {type(exc).__name__}"
+                ) from None
+            if bucket != SEARCH and headers is not None:
+                self.rate_limit.update(dict(headers))
+            return data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def raw(self, what: str, method: str, path: str, *, body: Any = None) -> Any:
+        """A request to an endpoint the client does not wrap, on ``base_url``."""
+        for attempt in range(2):
+            self._before(BURST)
+            token = self.tokens.access_token or ""
+            try:
+                response = self._session.request(
+                    method,
+                    self.config.raw_base_url + path,
+                    json=body,
+                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                    timeout=self.config.timeout,
+                )
+            except requests.RequestException as exc:
+                raise RetryableError(
+                    f"HubSpot unreachable on {what}: {type(exc).__name__}"
+                ) from None
+            self.rate_limit.update(response.headers)
+            if response.ok:
+                return response.json() if response.content else None
+            error = error_from_response(
+                response.status_code,
+                response.text,
+                response.headers,
+                what=what,
+                timezone=self.config.account_timezone,
+            )
+            if isinstance(error, AuthExpired):
+                if attempt == 0 and self.config.oauth:
+                    self._set_token(self.tokens.current(force=True))
+                    continue
+                raise CredentialsInvalid(f"HubSpot refused the access token ({what})", status=401)
+            raise self._fail(error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        self._session.close()
+        for api in self._apis.values():
+            api.api_client.rest_client.pool_manager.clear()
+        self._apis.clear()
+
+    # -- CRM objects --------------------------------------------------------------------------
+    @staticmethod
+    def _associations(pairs: Iterable[tuple[str, int]]) -> list[Any]:
+        return [
+            hs_objects.PublicAssociationsForObject(
+                to=hs_objects.PublicObjectId(id=str(to_id)),
+                types=[
+                    hs_objects.AssociationSpec(
+                        association_category="HUBSPOT_DEFINED", association_type_id=type_id
+                    )
+                ],
+            )
+            for to_id, type_id in pairs
+        ]
+
+    def create(
+        self,
+        object_type: str,
+        properties: Mapping[str, str],
+        associations: Iterable[tuple[str, int]] = (),
+    ) -> dict[str, Any]:
+        body = hs_objects.SimplePublicObjectInputForCreate(
+            properties=dict(properties), associations=self._associations(associations)
+        )
+        api = self._api("crm.objects.basic_api")
+        result = self.call(
+            f"create {object_type}",
+            lambda: api.create_with_http_info(
+                object_type, body, _request_timeout=self.config.timeout
+            ),
+        )
+        return dict(result.to_dict())
+
+    def update(
+        self, object_type: str, object_id: str, properties: Mapping[str, str]
+    ) -> dict[str, Any]:
+        body = hs_objects.SimplePublicObjectInput(properties=dict(properties))
+        api = self._api("crm.objects.basic_api")
+        result = self.call(
+            f"update {object_type}",
+            lambda: api.update_with_http_info(
+                object_type, object_id, body, _request_timeout=self.config.timeout
+            ),
+        )
+        return dict(result.to_dict())
+
+    def get(self, object_type: str, object_id: str, properties: Sequence[str]) -> dict[str, Any]:
+        api = self._api("crm.objects.basic_api")
+        result = self.call(
+            f"read {object_type}",
+            lambda: api.get_by_id_with_http_info(
+                object_type,
+                object_id,
+                properties=list(properties),
+                _request_timeout=self.config.timeout,
+            ),
+        )
+        return dict(result.to_dict())
+
+    def search(
+        self,
+        object_type: str,
+        filter_groups: Sequence[Sequence[Mapping[str, Any]]],
+        properties: Sequence[str],
+        *,
+        limit: int = 20,
+    ) -> list[dict[str, Any]]:
+        """Objects matching any group (filters in a group AND, groups OR); one page."""
+        groups = [
+            hs_objects.FilterGroup(
+                filters=[
+                    hs_objects.Filter(
+                        property_name=f["propertyName"],
+                        operator=f["operator"],
+                        value=f.get("value"),
+                        values=f.get("values"),
+                    )
+                    for f in group
+                ]
+            )
+            for group in filter_groups
+        ]
+        request = hs_objects.PublicObjectSearchRequest(
+            filter_groups=groups, properties=list(properties), limit=limit, after="0", sorts=[]
+        )
+        api = self._api("crm.objects.search_api")
+        result = self.call(
+            f"search {object_type}",
+            lambda: api.do_search_with_http_info(
+                object_type, request, _request_timeout=self.config.timeout
+            ),
+            bucket=SEARCH,
+        )
+        return [dict(r.to_dict()) for r in result.results or []]
+
+    def batch_create(
+        self,
+        object_type: str,
+        inputs: Sequence[tuple[Mapping[str, str], Sequence[tuple[str, int]], str]],
+    ) -> BatchOutcome:
+        """``inputs``: (properties, associations, objectWriteTraceId), at most 100."""
+        if len(inputs) > 100:
+            raise ValueError("HubSpot batches take at most 100 inputs")
+        body = hs_objects.BatchInputSimplePublicObjectBatchInputForCreate(
+            inputs=[
+                hs_objects.SimplePublicObjectBatchInputForCreate(
+                    properties=dict(props),
+                    associations=self._associations(assocs),
+                    object_write_trace_id=trace,
+                )
+                for props, assocs, trace in inputs
+            ]
+        )
+        api = self._api("crm.objects.batch_api")
+        result = self.call(
+            f"batch create {object_type}",
+            lambda: api.create_with_http_info(
+                object_type, body, _request_timeout=self.config.timeout
+            ),
+        )
+        return self._outcome(result)
+
+    def batch_update(
+        self, object_type: str, inputs: Sequence[tuple[str, Mapping[str, str]]]
+    ) -> BatchOutcome:
+        """``inputs``: (object id, properties), at most 100."""
+        if len(inputs) > 100:
+            raise ValueError("HubSpot batches take at most 100 inputs")
+        body = hs_objects.BatchInputSimplePublicObjectBatchInput(
+            inputs=[
+                hs_objects.SimplePublicObjectBatchInput(id=str(obj_id), properties=dict(props))
+                for obj_id, props in inputs
+            ]
+        )
+        api = self._api("crm.objects.batch_api")
+        result = self.call(
+            f"batch update {object_type}",
+            lambda: api.update_with_http_info(
+                object_type, body, _request_timeout=self.config.timeout
+            ),
+        )
+        return self._outcome(result)
+
+    @staticmethod
+    def _outcome(result: Any) -> BatchOutcome:
+        as_dict = result.to_dict()
+        return BatchOutcome(
+            results=[dict(r) for r in as_dict.get("results") or []],
+            errors=[dict(e) for e in as_dict.get("errors") or []],
+        )
+
+    # -- associations, owners, properties, outcomes, tokens -----------------------------------
+    def associate(
+        self, from_type: str, from_id: str, to_type: str, to_id: str, type_id: int
+    ) -> None:
+        spec = [
+            hs_assoc.AssociationSpec(
+                association_category="HUBSPOT_DEFINED", association_type_id=type_id
+            )
+        ]
+        api = self._api("crm.associations.v4.basic_api")
+        self.call(
+            f"associate {from_type} to {to_type}",
+            lambda: api.create_with_http_info(
+                from_type, from_id, to_type, to_id, spec, _request_timeout=self.config.timeout
+            ),
+        )
+
+    def associated_ids(
+        self, from_type: str, from_id: str, to_type: str, limit: int = 100
+    ) -> list[str]:
+        api = self._api("crm.associations.v4.basic_api")
+        result = self.call(
+            f"read {from_type} associations",
+            lambda: api.get_page_with_http_info(
+                from_type, from_id, to_type, limit=limit, _request_timeout=self.config.timeout
+            ),
+        )
+        return [str(r.to_object_id) for r in result.results or []]
+
+    def owners_by_email(self, email: str) -> list[dict[str, Any]]:
+        api = self._api("crm.owners.owners_api")
+        result = self.call(
+            "owner look-up",
+            lambda: api.get_page_with_http_info(
+                email=email, limit=10, archived=False, _request_timeout=self.config.timeout
+            ),
+        )
+        return [dict(r.to_dict()) for r in result.results or []]
+
+    def property_exists(self, object_type: str, name: str) -> bool:
+        api = self._api("crm.properties.core_api")
+        try:
+            self.call(
+                f"read {object_type} property",
+                lambda: api.get_by_name_with_http_info(
+                    object_type, name, _request_timeout=self.config.timeout
+                ),
+            )
+        except PermanentError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def dispositions(self) -> dict[str, str]:
+        """The portal's call outcomes, label -> GUID (``GET /calling/v1/dispositions``)."""
+        answer = self.raw("call outcomes", "GET", "/calling/v1/dispositions")
+        return {
+            str(d["label"]): str(d["id"])
+            for d in answer or []
+            if isinstance(d, Mapping) and d.get("label") and d.get("id") and not d.get("deleted")
+        }
+
+    def token_scopes(self) -> list[str]:
+        """The scopes granted to the current token (private app or OAuth)."""
+        if self.config.oauth:
+            token = self.tokens.current()
+            self._set_token(token)
+            api = self._api("oauth.access_tokens_api")
+            info = self.call(
+                "token introspection",
+                lambda: api.get_with_http_info(token, _request_timeout=self.config.timeout),
+            )
+            return [str(s) for s in info.scopes or []]
+        token = self.tokens.access_token or ""
+        info = self.raw(
+            "token introspection",
+            "POST",
+            "/oauth/v2/private-apps/get/access-token-info",
+            body={"tokenKey": token},
+        )
+        return [str(s) for s in (info or {}).get("scopes") or []]

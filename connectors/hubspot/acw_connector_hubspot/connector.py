@@ -1,0 +1,649 @@
+"""The HubSpot connector: the contract of :mod:`acw_sync.connector` over HubSpot's CRM API.
+
+A call is a Calls engagement keyed by ``hs_call_external_id`` (the call key) and associated
+inline with the contact (194), its company (182) and, when configured, the contact's deals
+(206). A follow-up is a Task keyed by the configured text property (``acw_followup_key`` by
+default) and associated with the contact (204). Search lags behind writes, so what this
+instance wrote (calls, tasks, contacts) is also remembered in process, by key and by number.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+from acw_connector_hubspot.client import HubSpotClient, RateLimiter, RateLimitStatus
+from acw_connector_hubspot.config import HubSpotConfig
+from acw_connector_hubspot.mapping import (
+    DEFAULT_DISPOSITIONS,
+    DEFAULT_OUTCOME_LABELS,
+    call_associations,
+    call_properties,
+    hs_time,
+    resolve_disposition,
+    task_associations,
+    task_properties,
+)
+from acw_sync.connector import Capabilities, Check, Connector, WritePreview
+from acw_sync.errors import ConnectorError, CredentialsInvalid, PermanentError, RetryableError
+from acw_sync.model import Agent, CallRecord, CrmObjectRef, CustomerRef, FollowUp
+from acw_sync.phone import mask, national_digits, same_number, stored_formats
+
+__all__ = ["CallWrite", "HubSpotConnector", "TaskWrite"]
+
+log = logging.getLogger(__name__)
+K = TypeVar("K")
+V = TypeVar("V")
+
+CONTACT_PROPERTIES = (
+    "firstname",
+    "lastname",
+    "phone",
+    "mobilephone",
+    "hubspot_owner_id",
+    "associatedcompanyid",
+    "lastmodifieddate",
+)
+COMPANY_PROPERTIES = ("name", "phone", "hubspot_owner_id", "hs_lastmodifieddate")
+#: Scopes per area, for ``check()``. HubSpot gates calls and tasks behind the contacts scopes.
+REQUIRED_SCOPES: dict[str, tuple[str, ...]] = {
+    "contacts": ("crm.objects.contacts.read", "crm.objects.contacts.write"),
+    "calls": ("crm.objects.contacts.read", "crm.objects.contacts.write"),
+    "tasks": ("crm.objects.contacts.read", "crm.objects.contacts.write"),
+    "owners": ("crm.objects.owners.read",),
+}
+OWNER_TTL = 3600.0
+DISPOSITIONS_TTL = 3600.0
+
+
+class _Memory(Generic[K, V]):
+    """A bounded map, oldest entries dropped first."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._data: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        return self._data.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        self._data.pop(key, None)
+
+
+@dataclass(frozen=True)
+class CallWrite:
+    """One input of :meth:`HubSpotConnector.upsert_calls` (the arguments of ``upsert_call``)."""
+
+    call: CallRecord
+    key: str
+    customer: CustomerRef | None = None
+    owner_id: str | None = None
+    existing: CrmObjectRef | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskWrite:
+    """One input of :meth:`HubSpotConnector.create_tasks`."""
+
+    task: FollowUp
+    customer: CustomerRef | None = None
+    owner_id: str | None = None
+    existing: CrmObjectRef | None = None
+
+
+class HubSpotConnector(Connector):
+    type_name = "hubspot"
+    config_model = HubSpotConfig
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        create_customer=True,
+        update_customer=True,
+        owner_lookup=True,
+        external_ids=True,
+        batch_size=100,
+    )
+
+    def __init__(
+        self,
+        instance: str,
+        config: HubSpotConfig,
+        *,
+        limiter: RateLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(instance, config)
+        self.settings = config
+        self.clock = clock
+        self.client = HubSpotClient(config, limiter=limiter, clock=clock)
+        self._calls: _Memory[str, str] = _Memory()
+        self._tasks: _Memory[str, str] = _Memory()
+        self._contacts_by_key: _Memory[str, CustomerRef] = _Memory()
+        self._contacts_by_number: _Memory[str, CustomerRef] = _Memory()
+        self._owners: dict[str, tuple[str | None, float]] = {}
+        self._dispositions: tuple[dict[str, str], float] | None = None
+
+    # -- hooks for the core ------------------------------------------------------------------
+    def use_rate_limiter(self, limiter: RateLimiter) -> None:
+        """Replace the in-process limiter (e.g. with one shared across workers in Redis)."""
+        self.client.limiter = limiter
+
+    @property
+    def rate_limit_status(self) -> RateLimitStatus:
+        """The last ``X-HubSpot-RateLimit-*`` headers HubSpot sent."""
+        return self.client.rate_limit
+
+    # -- customers ---------------------------------------------------------------------------
+    def _url(self, object_type_id: str, object_id: str) -> str | None:
+        if self.settings.portal_id is None:
+            return None
+        return (
+            f"{self.settings.app_url}/contacts/{self.settings.portal_id}"
+            f"/record/{object_type_id}/{object_id}"
+        )
+
+    def _contact_ref(self, row: Mapping[str, Any], *, created: bool = False) -> CustomerRef:
+        props = row.get("properties") or {}
+        name = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p) or None
+        return CustomerRef(
+            object_type="contact",
+            id=str(row["id"]),
+            name=name,
+            phone=props.get("phone") or props.get("mobilephone"),
+            owner_id=props.get("hubspot_owner_id") or None,
+            account_id=props.get("associatedcompanyid") or None,
+            url=self._url("0-1", str(row["id"])),
+            created_by_acw=created,
+        )
+
+    def find_customers(self, phone: str) -> list[CustomerRef]:
+        forms = stored_formats(phone)
+        digits = national_digits(phone)
+        groups: list[list[dict[str, Any]]] = [
+            [{"propertyName": "phone", "operator": "IN", "values": forms}],
+            [{"propertyName": "mobilephone", "operator": "IN", "values": forms}],
+            [
+                {
+                    "propertyName": "hs_searchable_calculated_phone_number",
+                    "operator": "EQ",
+                    "value": digits,
+                }
+            ],
+            [
+                {
+                    "propertyName": "hs_searchable_calculated_mobile_number",
+                    "operator": "EQ",
+                    "value": digits,
+                }
+            ],
+        ]
+        rows = self.client.search("contacts", groups, CONTACT_PROPERTIES, limit=50)
+
+        def rank(row: Mapping[str, Any]) -> tuple[int, str]:
+            props = row.get("properties") or {}
+            field_rank = 0 if same_number(props.get("phone"), phone) else 1
+            return (field_rank, str(props.get("lastmodifieddate") or ""))
+
+        matching = [
+            r
+            for r in rows
+            if same_number((r.get("properties") or {}).get("phone"), phone)
+            or same_number((r.get("properties") or {}).get("mobilephone"), phone)
+        ]
+        # Phone matches before mobile matches; within each, most recently modified first.
+        matching.sort(key=lambda r: rank(r)[1], reverse=True)
+        matching.sort(key=lambda r: rank(r)[0])
+        found = [self._contact_ref(r) for r in matching]
+        remembered = self._contacts_by_number.get(phone)
+        if remembered is not None and remembered.id not in {c.id for c in found}:
+            # Created by us moments ago and not yet in the search index.
+            found.append(remembered)
+        if found or not self.settings.company_fallback:
+            return found
+        companies = self.client.search(
+            "companies",
+            [[{"propertyName": "phone", "operator": "IN", "values": forms}]],
+            COMPANY_PROPERTIES,
+            limit=20,
+        )
+        return [
+            CustomerRef(
+                object_type="company",
+                id=str(r["id"]),
+                name=(r.get("properties") or {}).get("name"),
+                phone=(r.get("properties") or {}).get("phone"),
+                owner_id=(r.get("properties") or {}).get("hubspot_owner_id") or None,
+                url=self._url("0-2", str(r["id"])),
+            )
+            for r in companies
+            if same_number((r.get("properties") or {}).get("phone"), phone)
+        ]
+
+    def create_customer(self, call: CallRecord, *, key: str) -> CustomerRef:
+        """A contact for an unknown number. Idempotent by ``key`` and by number in process,
+        and across processes by a phone search once HubSpot has indexed the first one."""
+        remembered = self._contacts_by_key.get(key)
+        number = call.customer_number
+        if remembered is None and number:
+            remembered = self._contacts_by_number.get(number)
+        if remembered is not None:
+            return remembered
+        if number:
+            already = self.find_customers(number)
+            if already:
+                return already[0]
+        props = {"firstname": self.settings.new_contact_firstname}
+        if self.settings.new_contact_lastname:
+            props["lastname"] = self.settings.new_contact_lastname
+        if number:
+            props["phone"] = number
+        # hs_marketable_status cannot be written through the API: contacts created by an app
+        # are non-marketing unless the portal's "Marketing contacts" integration setting is on.
+        row = self.client.create("contacts", props)
+        if str((row.get("properties") or {}).get("hs_marketable_status", "")).lower() == "true":
+            log.warning(
+                "hubspot created a marketing contact: turn off marketing contacts for this app "
+                "(Settings > Integrations > Marketing contacts)",
+                extra={"instance": self.instance},
+            )
+        customer = self._contact_ref(row, created=True)
+        self._contacts_by_key.put(key, customer)
+        if number:
+            self._contacts_by_number.put(number, customer)
+        log.info(
+            "hubspot contact created",
+            extra={"instance": self.instance, "number": mask(number), "id": customer.id},
+        )
+        return customer
+
+    def update_customer(self, customer: CustomerRef, fields: Mapping[str, Any]) -> None:
+        if not fields:
+            return
+        object_type = "companies" if customer.object_type == "company" else "contacts"
+        props = {k: _wire(v) for k, v in fields.items() if v is not None}
+        self.client.update(object_type, customer.id, props)
+
+    def find_owner(self, agent: Agent) -> str | None:
+        """The owner id (not the user id) whose email is the agent's; cached for an hour."""
+        if not agent.email:
+            return None
+        email = agent.email.strip().lower()
+        cached = self._owners.get(email)
+        now = self.clock()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        owners = self.client.owners_by_email(email)
+        owner_id = next(
+            (
+                str(o["id"])
+                for o in owners
+                if str(o.get("email") or "").lower() == email and not o.get("archived")
+            ),
+            None,
+        )
+        self._owners[email] = (owner_id, now + OWNER_TTL)
+        return owner_id
+
+    # -- calls ---------------------------------------------------------------------------------
+    def _portal_dispositions(self) -> dict[str, str]:
+        now = self.clock()
+        if self._dispositions is not None and self._dispositions[1] > now:
+            return self._dispositions[0]
+        try:
+            portal = self.client.dispositions()
+        except (PermanentError, RetryableError) as exc:
+            log.warning("hubspot call outcomes unavailable, using the defaults: %s", exc)
+            portal = {}
+        merged = {**DEFAULT_DISPOSITIONS, **portal, **self.settings.dispositions}
+        self._dispositions = (merged, now + DISPOSITIONS_TTL)
+        return merged
+
+    def _disposition(self, call: CallRecord, dispositions: Mapping[str, str]) -> str | None:
+        labels = {**DEFAULT_OUTCOME_LABELS, **self.settings.outcome_labels}
+        candidates = [call.disposition]
+        if call.analysis and call.analysis.resolution:
+            candidates.append(labels.get(call.analysis.resolution.value))
+        if call.outcome:
+            candidates.append(labels.get(call.outcome.value))
+        for label in candidates:
+            guid = resolve_disposition(label, dispositions)
+            if guid:
+                return guid
+        return None
+
+    def _call_props(
+        self,
+        call: CallRecord,
+        key: str,
+        owner_id: str | None,
+        fields: Mapping[str, Any],
+        dispositions: Mapping[str, str],
+    ) -> dict[str, str]:
+        return call_properties(
+            call,
+            key=key,
+            owner_id=owner_id or self.settings.default_owner_id,
+            disposition=self._disposition(call, dispositions),
+            fields=fields,
+        )
+
+    def _call_assocs(self, customer: CustomerRef | None) -> list[tuple[str, int]]:
+        deals: list[str] = []
+        if self.settings.associate_deals and customer and customer.object_type == "contact":
+            deals = self.client.associated_ids("contacts", customer.id, "deals")[
+                : self.settings.max_deals
+            ]
+        return call_associations(customer, company=self.settings.associate_company, deal_ids=deals)
+
+    def _find_by_key(self, object_type: str, prop: str, keys: Sequence[str]) -> dict[str, str]:
+        """Ids of objects whose ``prop`` is one of ``keys`` (reconciliation after a lost ledger)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 50):
+            chunk = list(keys[start : start + 50])
+            flt: dict[str, Any] = (
+                {"propertyName": prop, "operator": "EQ", "value": chunk[0]}
+                if len(chunk) == 1
+                else {"propertyName": prop, "operator": "IN", "values": chunk}
+            )
+            for row in self.client.search(object_type, [[flt]], [prop], limit=100):
+                value = (row.get("properties") or {}).get(prop)
+                if value in chunk and value not in found:
+                    found[str(value)] = str(row["id"])
+        return found
+
+    def _associate_late(self, call_id: str, pairs: Sequence[tuple[str, int]]) -> None:
+        to_type = {194: "contacts", 182: "companies", 206: "deals"}
+        for to_id, type_id in pairs:
+            self.client.associate("calls", call_id, to_type[type_id], to_id, type_id)
+
+    def upsert_call(
+        self,
+        call: CallRecord,
+        *,
+        key: str,
+        customer: CustomerRef | None,
+        owner_id: str | None,
+        existing: CrmObjectRef | None,
+        fields: Mapping[str, Any],
+    ) -> CrmObjectRef:
+        props = self._call_props(call, key, owner_id, fields, self._portal_dispositions())
+        pairs = self._call_assocs(customer)
+        target = existing.id if existing else self._calls.get(key)
+        if target is None:
+            target = self._find_by_key("calls", "hs_call_external_id", [key]).get(key)
+        if target is not None:
+            try:
+                self.client.update("calls", target, props)
+            except PermanentError as exc:
+                if exc.status != 404:
+                    raise
+                self._calls.pop(key)  # deleted in HubSpot: write it again
+            else:
+                self._calls.put(key, target)
+                if pairs:
+                    self._associate_late(target, pairs)
+                return CrmObjectRef(object_type="call", id=target, created=False)
+        props.setdefault("hs_timestamp", hs_time(datetime.now(UTC)))
+        row = self.client.create("calls", props, pairs)
+        self._calls.put(key, str(row["id"]))
+        return CrmObjectRef(object_type="call", id=str(row["id"]), created=True)
+
+    def upsert_calls(self, items: Sequence[CallWrite]) -> list[CrmObjectRef | ConnectorError]:
+        """Batch form of :meth:`upsert_call` (at most 100): one result per input, in order.
+
+        Whole-request failures (rate limits, credentials, outages) raise; per-record rejections
+        come back as :class:`~acw_sync.errors.PermanentError` in the list.
+        """
+        if len(items) > 100:
+            raise ValueError("at most 100 calls per batch")
+        dispositions = self._portal_dispositions()
+        props = [self._call_props(i.call, i.key, i.owner_id, i.fields, dispositions) for i in items]
+        targets: dict[int, str] = {}
+        for n, item in enumerate(items):
+            known = item.existing.id if item.existing else self._calls.get(item.key)
+            if known:
+                targets[n] = known
+        unknown = [n for n in range(len(items)) if n not in targets]
+        if unknown:
+            found = self._find_by_key(
+                "calls", "hs_call_external_id", [items[n].key for n in unknown]
+            )
+            targets.update({n: found[items[n].key] for n in unknown if items[n].key in found})
+        results: list[CrmObjectRef | ConnectorError | None] = [None] * len(items)
+        if targets:
+            order = list(targets)
+            outcome = self.client.batch_update("calls", [(targets[n], props[n]) for n in order])
+            by_id = {str(r["id"]): r for r in outcome.results}
+            for n in order:
+                if targets[n] in by_id:
+                    self._calls.put(items[n].key, targets[n])
+                    results[n] = CrmObjectRef(object_type="call", id=targets[n], created=False)
+                else:
+                    results[n] = _record_error(outcome.errors, "ids", targets[n])
+        creates = [n for n in range(len(items)) if n not in targets]
+        for n in creates:
+            props[n].setdefault("hs_timestamp", hs_time(datetime.now(UTC)))
+        self._batch_create(
+            "calls",
+            [(n, props[n], self._call_assocs(items[n].customer), items[n].key) for n in creates],
+            "hs_call_external_id",
+            self._calls,
+            results,
+            object_name="call",
+        )
+        return [
+            r if r is not None else PermanentError("no answer for this record") for r in results
+        ]
+
+    def _batch_create(
+        self,
+        object_type: str,
+        rows: Sequence[tuple[int, dict[str, str], list[tuple[str, int]], str]],
+        key_property: str,
+        memory: _Memory[str, str],
+        results: list[CrmObjectRef | ConnectorError | None],
+        *,
+        object_name: str,
+    ) -> None:
+        if not rows:
+            return
+        try:
+            outcome = self.client.batch_create(object_type, [(p, a, str(n)) for n, p, a, _ in rows])
+        except PermanentError:
+            if len(rows) == 1:
+                raise
+            # HubSpot may refuse a whole batch for one bad record: isolate it.
+            for n, p, a, key in rows:
+                try:
+                    row = self.client.create(object_type, p, a)
+                except PermanentError as exc:
+                    results[n] = exc
+                    continue
+                memory.put(key, str(row["id"]))
+                results[n] = CrmObjectRef(object_type=object_name, id=str(row["id"]))
+            return
+        by_trace = {str(r.get("object_write_trace_id")): r for r in outcome.results}
+        by_key = {str((r.get("properties") or {}).get(key_property)): r for r in outcome.results}
+        for n, _p, _a, key in rows:
+            written = by_trace.get(str(n)) or by_key.get(key)
+            if written is not None:
+                memory.put(key, str(written["id"]))
+                results[n] = CrmObjectRef(object_type=object_name, id=str(written["id"]))
+            else:
+                results[n] = _record_error(outcome.errors, "objectWriteTraceId", str(n))
+
+    # -- tasks ---------------------------------------------------------------------------------
+    def _task_props(self, task: FollowUp, owner_id: str | None) -> dict[str, str]:
+        return task_properties(
+            task,
+            owner_id=owner_id or self.settings.default_owner_id,
+            status=self.settings.task_status,
+            key_property=self.settings.followup_key_property,
+        )
+
+    def create_task(
+        self,
+        task: FollowUp,
+        *,
+        customer: CustomerRef | None,
+        activity: CrmObjectRef | None,
+        owner_id: str | None,
+        existing: CrmObjectRef | None,
+    ) -> CrmObjectRef:
+        if existing is not None:
+            return CrmObjectRef(object_type="task", id=existing.id, created=False)
+        known = self._tasks.get(task.key)
+        if known is None:
+            known = self._find_by_key("tasks", self.settings.followup_key_property, [task.key]).get(
+                task.key
+            )
+        if known is not None:
+            self._tasks.put(task.key, known)
+            return CrmObjectRef(object_type="task", id=known, created=False)
+        pairs = task_associations(customer, company=self.settings.associate_company)
+        row = self.client.create("tasks", self._task_props(task, owner_id), pairs)
+        self._tasks.put(task.key, str(row["id"]))
+        return CrmObjectRef(object_type="task", id=str(row["id"]), created=True)
+
+    def create_tasks(self, items: Sequence[TaskWrite]) -> list[CrmObjectRef | ConnectorError]:
+        """Batch form of :meth:`create_task` (at most 100): one result per input, in order."""
+        if len(items) > 100:
+            raise ValueError("at most 100 tasks per batch")
+        results: list[CrmObjectRef | ConnectorError | None] = [None] * len(items)
+        unknown: list[int] = []
+        for n, item in enumerate(items):
+            known = item.existing.id if item.existing else self._tasks.get(item.task.key)
+            if known:
+                results[n] = CrmObjectRef(object_type="task", id=known, created=False)
+            else:
+                unknown.append(n)
+        prop = self.settings.followup_key_property
+        found = (
+            self._find_by_key("tasks", prop, [items[n].task.key for n in unknown])
+            if unknown
+            else {}
+        )
+        creates = []
+        for n in unknown:
+            key = items[n].task.key
+            if key in found:
+                self._tasks.put(key, found[key])
+                results[n] = CrmObjectRef(object_type="task", id=found[key], created=False)
+            else:
+                pairs = task_associations(
+                    items[n].customer, company=self.settings.associate_company
+                )
+                creates.append((n, self._task_props(items[n].task, items[n].owner_id), pairs, key))
+        self._batch_create("tasks", creates, prop, self._tasks, results, object_name="task")
+        return [
+            r if r is not None else PermanentError("no answer for this record") for r in results
+        ]
+
+    # -- check and previews --------------------------------------------------------------------
+    def _required_scopes(self) -> dict[str, tuple[str, ...]]:
+        needed = dict(REQUIRED_SCOPES)
+        if self.settings.company_fallback or self.settings.associate_company:
+            needed["companies"] = ("crm.objects.companies.read",)
+        if self.settings.associate_deals:
+            needed["deals"] = ("crm.objects.deals.read",)
+        return needed
+
+    def check(self) -> list[Check]:
+        kind = "OAuth" if self.settings.oauth else "private-app"
+        try:
+            scopes = set(self.client.token_scopes())
+        except CredentialsInvalid as exc:
+            return [Check("token", False, str(exc))]
+        except (RetryableError, PermanentError) as exc:
+            return [Check("reachable", False, str(exc))]
+        checks = [Check("token", True, f"{kind} token accepted")]
+        for area, needed in self._required_scopes().items():
+            missing = [s for s in needed if s not in scopes]
+            detail = f"missing scope(s): {', '.join(missing)}" if missing else ", ".join(needed)
+            checks.append(Check(f"scopes for {area}", not missing, detail))
+        prop = self.settings.followup_key_property
+        try:
+            exists = self.client.property_exists("tasks", prop)
+        except ConnectorError as exc:
+            checks.append(Check("task key property", False, str(exc)))
+        else:
+            checks.append(
+                Check(
+                    "task key property",
+                    exists,
+                    f"tasks.{prop} exists"
+                    if exists
+                    else f"create a single-line text Task property named {prop!r}",
+                )
+            )
+        return checks
+
+    def preview_call(
+        self,
+        call: CallRecord,
+        *,
+        customer: CustomerRef | None,
+        owner_id: str | None,
+        fields: Mapping[str, Any],
+    ) -> WritePreview:
+        dispositions = {**DEFAULT_DISPOSITIONS, **self.settings.dispositions}
+        props = self._call_props(call, call.key, owner_id, fields, dispositions)
+        pairs = call_associations(customer, company=self.settings.associate_company)
+        return WritePreview(
+            object_type="calls",
+            operation="upsert by hs_call_external_id",
+            fields=props,
+            associations=[f"{to_id} (type {type_id})" for to_id, type_id in pairs],
+        )
+
+    def preview_task(
+        self, task: FollowUp, *, customer: CustomerRef | None, owner_id: str | None
+    ) -> WritePreview:
+        pairs = task_associations(customer, company=self.settings.associate_company)
+        return WritePreview(
+            object_type="tasks",
+            operation=f"create once by {self.settings.followup_key_property}",
+            fields=self._task_props(task, owner_id),
+            associations=[f"{to_id} (type {type_id})" for to_id, type_id in pairs],
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _wire(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return hs_time(value)
+    return str(value)
+
+
+def _record_error(
+    errors: Sequence[Mapping[str, Any]], context_key: str, value: str
+) -> PermanentError:
+    """The 207 error naming ``value`` in its context (or the only error), as a PermanentError."""
+    chosen = next(
+        (e for e in errors if value in ((e.get("context") or {}).get(context_key) or [])),
+        errors[0] if len(errors) == 1 else None,
+    )
+    if chosen is None:
+        return PermanentError("HubSpot gave no result for this record")
+    return PermanentError(
+        f"HubSpot rejected the record ({chosen.get('category') or 'error'})",
+        crm_message=str(chosen.get("message") or "")[:1000] or None,
+        status=int(str(chosen.get("status") or "400"))
+        if str(chosen.get("status") or "").isdigit()
+        else 400,
+        details={"category": chosen.get("category")},
+    )
