@@ -301,7 +301,8 @@ class HubSpotConnector(Connector):
             return self._dispositions[0]
         try:
             portal = self.client.dispositions()
-        except (PermanentError, RetryableError) as exc:
+        except (PermanentError, CredentialsInvalid) as exc:
+            # Not every app may read /calling/v1/dispositions: the defaults still work.
             log.warning("hubspot call outcomes unavailable, using the defaults: %s", exc)
             portal = {}
         merged = {**DEFAULT_DISPOSITIONS, **portal, **self.settings.dispositions}
