@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from acw_connector_hubspot import CallWrite, HubSpotConfig, HubSpotConnector, TaskWrite
-from acw_connector_hubspot.client import WindowLimiter
+from acw_connector_hubspot.limits import WindowLimiter
 from acw_connector_hubspot.mapping import DEFAULT_DISPOSITIONS
 from acw_sync.errors import (
     CredentialsInvalid,

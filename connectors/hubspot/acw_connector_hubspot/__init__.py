@@ -5,9 +5,10 @@ Layout: ``config`` (the ``options`` model), ``client`` (the wire: tokens, limits
 ``mapping`` (canonical -> HubSpot properties, pure), ``connector`` (the contract).
 """
 
-from acw_connector_hubspot.client import HubSpotClient, RateLimiter, RateLimitStatus, WindowLimiter
+from acw_connector_hubspot.client import HubSpotClient
 from acw_connector_hubspot.config import HubSpotConfig
 from acw_connector_hubspot.connector import CallWrite, HubSpotConnector, TaskWrite
+from acw_connector_hubspot.limits import RateLimiter, RateLimitStatus, WindowLimiter
 
 __all__ = [
     "CallWrite",

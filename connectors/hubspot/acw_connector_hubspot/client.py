@@ -3,7 +3,8 @@
 Owns authentication (static private-app token, or OAuth access tokens renewed before they
 expire), the request budget (an in-process limiter by default; the core may plug a shared one
 through :class:`RateLimiter`), the ``X-HubSpot-RateLimit-*`` headers, and the translation of
-every sub-package's exception classes into :mod:`acw_sync.errors`. It knows HubSpot's paths and
+every sub-package's exception classes into :mod:`acw_sync.errors` (via ``errors``; the budget
+lives in ``limits``). It knows HubSpot's paths and
 shapes, nothing of calls or follow-ups (see ``mapping``) nor of the connector contract.
 
 hubspot-api-client quirks this module works around (see docs/hubspot.md):
@@ -18,163 +19,40 @@ hubspot-api-client quirks this module works around (see docs/hubspot.md):
 
 from __future__ import annotations
 
-import collections
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import hubspot
 import hubspot.crm.associations.v4 as hs_assoc
-import hubspot.crm.associations.v4.exceptions
-import hubspot.crm.companies.exceptions
-import hubspot.crm.contacts.exceptions
 import hubspot.crm.objects as hs_objects
-import hubspot.crm.objects.calls.exceptions
-import hubspot.crm.objects.exceptions
-import hubspot.crm.objects.notes.exceptions
-import hubspot.crm.objects.tasks.exceptions
-import hubspot.crm.owners.exceptions
-import hubspot.crm.properties.exceptions
-import hubspot.oauth.exceptions
 import requests
 import urllib3
 from pydantic import SecretStr
 
 from acw_connector_hubspot.config import HubSpotConfig
+from acw_connector_hubspot.errors import (
+    API_EXCEPTIONS,
+    CLIENT_EXCEPTIONS,
+    error_from_response,
+    parse_body,
+)
+from acw_connector_hubspot.limits import BURST, SEARCH, RateLimiter, RateLimitStatus, WindowLimiter
 from acw_sync.errors import (
     AuthExpired,
     ConnectorError,
     CredentialsInvalid,
     PermanentError,
     QuotaExhausted,
-    RateLimited,
     RetryableError,
 )
 
-__all__ = [
-    "API_EXCEPTIONS",
-    "BatchOutcome",
-    "HubSpotClient",
-    "RateLimitStatus",
-    "RateLimiter",
-    "WindowLimiter",
-    "error_from_response",
-]
+__all__ = ["BatchOutcome", "HubSpotClient"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-#: Every ``ApiException`` class of the sub-packages we call (they share no common base).
-API_EXCEPTIONS: tuple[type[Exception], ...] = (
-    hubspot.crm.objects.exceptions.ApiException,
-    hubspot.crm.objects.calls.exceptions.ApiException,
-    hubspot.crm.objects.tasks.exceptions.ApiException,
-    hubspot.crm.objects.notes.exceptions.ApiException,
-    hubspot.crm.contacts.exceptions.ApiException,
-    hubspot.crm.companies.exceptions.ApiException,
-    hubspot.crm.owners.exceptions.ApiException,
-    hubspot.crm.associations.v4.exceptions.ApiException,
-    hubspot.crm.properties.exceptions.ApiException,
-    hubspot.oauth.exceptions.ApiException,
-)
-#: Client-side exceptions (bad arguments) of the same sub-packages.
-_CLIENT_EXCEPTIONS: tuple[type[Exception], ...] = (
-    hubspot.crm.objects.exceptions.OpenApiException,
-    hubspot.crm.owners.exceptions.OpenApiException,
-    hubspot.crm.associations.v4.exceptions.OpenApiException,
-    hubspot.crm.properties.exceptions.OpenApiException,
-    hubspot.oauth.exceptions.OpenApiException,
-)
-
-SEARCH = "search"
-BURST = "burst"
-
-
-class RateLimiter(Protocol):
-    """The request budget. ``acquire`` returns when one request of ``bucket`` may go out.
-
-    Buckets: ``"burst"`` (every non-search request; the tier's per-10-second limit) and
-    ``"search"`` (CRM search, 5/s per account). Raise :class:`RateLimited` rather than block
-    for long. The core replaces the in-process default with one shared across workers.
-    """
-
-    def acquire(self, bucket: str) -> None: ...
-
-
-class WindowLimiter:
-    """A sliding-window limiter for one process: ``limits[bucket] = (requests, seconds)``."""
-
-    def __init__(
-        self,
-        limits: Mapping[str, tuple[int, float]],
-        *,
-        max_wait: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.limits = dict(limits)
-        self.max_wait = max_wait
-        self._clock, self._sleep = clock, sleep
-        self._sent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
-        self._lock = threading.Lock()
-
-    def acquire(self, bucket: str) -> None:
-        if bucket not in self.limits:
-            return
-        count, window = self.limits[bucket]
-        while True:
-            with self._lock:
-                now = self._clock()
-                sent = self._sent[bucket]
-                while sent and sent[0] <= now - window:
-                    sent.popleft()
-                if len(sent) < count:
-                    sent.append(now)
-                    return
-                wait = sent[0] + window - now
-            if wait > self.max_wait:
-                raise RateLimited(f"HubSpot {bucket} budget spent", retry_after=wait)
-            self._sleep(wait)
-
-
-@dataclass
-class RateLimitStatus:
-    """The last ``X-HubSpot-RateLimit-*`` headers seen (search answers carry none)."""
-
-    max: int | None = None
-    remaining: int | None = None
-    interval_ms: int | None = None
-    secondly: int | None = None
-    secondly_remaining: int | None = None
-    daily: int | None = None
-    daily_remaining: int | None = None
-    seen_at: float | None = None
-
-    def update(self, headers: Mapping[str, str]) -> None:
-        lower = {k.lower(): v for k, v in headers.items()}
-        names = {
-            "max": "x-hubspot-ratelimit-max",
-            "remaining": "x-hubspot-ratelimit-remaining",
-            "interval_ms": "x-hubspot-ratelimit-interval-milliseconds",
-            "secondly": "x-hubspot-ratelimit-secondly",
-            "secondly_remaining": "x-hubspot-ratelimit-secondly-remaining",
-            "daily": "x-hubspot-ratelimit-daily",
-            "daily_remaining": "x-hubspot-ratelimit-daily-remaining",
-        }
-        found = False
-        for attr, header in names.items():
-            value = lower.get(header)
-            if value is not None and value.strip().lstrip("-").isdigit():
-                setattr(self, attr, int(value))
-                found = True
-        if found:
-            self.seen_at = time.time()
 
 
 @dataclass
@@ -183,96 +61,6 @@ class BatchOutcome:
 
     results: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _body(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", "replace")
-    if isinstance(raw, str):
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            return {"message": raw[:500]}
-        return parsed if isinstance(parsed, dict) else {"message": str(parsed)[:500]}
-    return dict(raw) if isinstance(raw, Mapping) else {}
-
-
-def missing_scopes(body: Mapping[str, Any]) -> list[str]:
-    """Scopes named in a 403 ``MISSING_SCOPES`` answer (top-level or per-error context)."""
-    contexts = [body.get("context") or {}]
-    contexts += [(e or {}).get("context") or {} for e in body.get("errors") or []]
-    names: list[str] = []
-    for context in contexts:
-        for key in ("missingScopes", "requiredGranularScopes", "requiredScopes"):
-            for scope in context.get(key) or []:
-                if scope not in names:
-                    names.append(str(scope))
-    return names
-
-
-def _seconds_to_midnight(timezone: str, now: datetime | None = None) -> float:
-    zone = ZoneInfo(timezone)
-    local = (now or datetime.now(UTC)).astimezone(zone)
-    midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return max(1.0, (midnight - local).total_seconds())
-
-
-def error_from_response(
-    status: int, raw_body: Any, headers: Mapping[str, str], *, what: str, timezone: str = "UTC"
-) -> ConnectorError:
-    """HubSpot's answer ``status``/``body`` as the error the core acts on.
-
-    401 -> :class:`AuthExpired` (the client refreshes once, then reports
-    :class:`CredentialsInvalid`); 403 -> :class:`CredentialsInvalid` (naming missing scopes);
-    429 -> :class:`RateLimited` (SECONDLY / TEN_SECONDLY, after the interval) or
-    :class:`QuotaExhausted` (DAILY, until midnight in the account's zone); 5xx, 0 and 423 ->
-    :class:`RetryableError`; other 4xx -> :class:`PermanentError` with HubSpot's message.
-    """
-    body = _body(raw_body)
-    message = str(body.get("message") or "")[:1000] or None
-    category = str(body.get("category") or body.get("errorType") or "")
-    lower = {k.lower(): v for k, v in headers.items()}
-    kw: dict[str, Any] = {"crm_message": message, "status": status}
-    if category:
-        kw["details"] = {"category": category, "correlationId": body.get("correlationId")}
-    if status == 401:
-        return AuthExpired(f"HubSpot refused the access token ({what})", **kw)
-    if status == 403:
-        scopes = missing_scopes(body)
-        if category == "MISSING_SCOPES" or scopes:
-            named = ", ".join(scopes) or "unknown"
-            return CredentialsInvalid(
-                f"HubSpot app is missing scopes for {what}: {named}",
-                crm_message=message,
-                status=status,
-                details={"category": "MISSING_SCOPES", "missing_scopes": scopes},
-            )
-        return CredentialsInvalid(f"HubSpot refused {what} (403 {category})", **kw)
-    if status == 429:
-        policy = str(body.get("policyName") or "")
-        if policy.upper() == "DAILY":
-            wait = _seconds_to_midnight(timezone)
-            return QuotaExhausted(
-                f"HubSpot daily API limit reached ({what})", retry_after=wait, **kw
-            )
-        retry_after: float | None = None
-        if lower.get("retry-after", "").replace(".", "", 1).isdigit():
-            retry_after = float(lower["retry-after"])
-        elif policy.upper().startswith("TEN_SECONDLY"):
-            interval = lower.get("x-hubspot-ratelimit-interval-milliseconds", "10000")
-            retry_after = int(interval) / 1000 if interval.isdigit() else 10.0
-        else:
-            retry_after = 1.0
-        return RateLimited(
-            f"HubSpot rate limit ({policy or 'unknown policy'}) on {what}",
-            retry_after=retry_after,
-            **kw,
-        )
-    if status == 0 or status >= 500 or status in (408, 423):
-        return RetryableError(f"HubSpot unavailable ({status}) on {what}", **kw)
-    if status == 404:
-        return PermanentError(f"HubSpot object not found ({what})", **kw)
-    return PermanentError(f"HubSpot rejected {what} ({status} {category})".strip(), **kw)
 
 
 class _Tokens:
@@ -312,7 +100,7 @@ class _Tokens:
         except API_EXCEPTIONS as exc:
             status = int(getattr(exc, "status", 0) or 0)
             if 400 <= status < 500 and status != 429:
-                body = _body(getattr(exc, "body", None))
+                body = parse_body(getattr(exc, "body", None))
                 raise CredentialsInvalid(
                     "HubSpot refused the OAuth refresh token",
                     crm_message=str(body.get("message") or "")[:500] or None,
@@ -444,7 +232,7 @@ class HubSpotClient:
                         status=401,
                     ) from None
                 raise self._fail(error) from None
-            except _CLIENT_EXCEPTIONS as exc:
+            except CLIENT_EXCEPTIONS as exc:
                 raise PermanentError(f"invalid HubSpot request for {what}: {exc}") from None
             except urllib3.exceptions.HTTPError as exc:
                 raise RetryableError(

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
-from acw_connector_hubspot.client import HubSpotClient, RateLimiter, RateLimitStatus
+from acw_connector_hubspot.client import HubSpotClient
 from acw_connector_hubspot.config import HubSpotConfig
+from acw_connector_hubspot.limits import RateLimiter, RateLimitStatus
 from acw_connector_hubspot.mapping import (
     DEFAULT_DISPOSITIONS,
     DEFAULT_OUTCOME_LABELS,
