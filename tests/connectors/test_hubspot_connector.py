@@ -161,6 +161,22 @@ def test_deal_associations_where_configured(hs_emulator: HubSpotEmulator) -> Non
     assert hs_emulator.associations_of("calls", ref.id, "deals") == {deal: {206}}
 
 
+def test_customer_known_later_is_associated_once(hs_emulator: HubSpotEmulator) -> None:
+    connector = make(hs_emulator)
+    contact = hs_emulator.add_object("contacts", {"firstname": "C", "phone": NUMBER})
+    customer = CustomerRef(object_type="contact", id=contact)
+    call = sample_call("late-customer")
+    ref = connector.upsert_call(
+        call, key=call.key, customer=None, owner_id=None, existing=None, fields={}
+    )
+    for _ in range(2):
+        connector.upsert_call(
+            call, key=call.key, customer=customer, owner_id=None, existing=ref, fields={}
+        )
+    assert hs_emulator.associations_of("calls", ref.id, "contacts") == {contact: {194}}
+    assert hs_emulator.count("PUT", "/crm/v4/objects/calls/") == 1
+
+
 def test_http_recording_is_not_sent(hs_emulator: HubSpotEmulator) -> None:
     connector = make(hs_emulator)
     call = sample_call("http-rec", recording="http://insecure.example.com/a.mp3")

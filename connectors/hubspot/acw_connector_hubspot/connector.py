@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar
 
+from acw_connector_hubspot.batch import BatchWrites, CallWrite, Memory, TaskWrite
 from acw_connector_hubspot.client import HubSpotClient
 from acw_connector_hubspot.config import HubSpotConfig
 from acw_connector_hubspot.limits import RateLimiter, RateLimitStatus
@@ -38,8 +37,6 @@ from acw_sync.phone import mask, national_digits, same_number, stored_formats
 __all__ = ["CallWrite", "HubSpotConnector", "TaskWrite"]
 
 log = logging.getLogger(__name__)
-K = TypeVar("K")
-V = TypeVar("V")
 
 CONTACT_PROPERTIES = (
     "firstname",
@@ -62,49 +59,7 @@ OWNER_TTL = 3600.0
 DISPOSITIONS_TTL = 3600.0
 
 
-class _Memory(Generic[K, V]):
-    """A bounded map, oldest entries dropped first."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self.size = size
-        self._data: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        return self._data.get(key)
-
-    def put(self, key: K, value: V) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self.size:
-            self._data.popitem(last=False)
-
-    def pop(self, key: K) -> None:
-        self._data.pop(key, None)
-
-
-@dataclass(frozen=True)
-class CallWrite:
-    """One input of :meth:`HubSpotConnector.upsert_calls` (the arguments of ``upsert_call``)."""
-
-    call: CallRecord
-    key: str
-    customer: CustomerRef | None = None
-    owner_id: str | None = None
-    existing: CrmObjectRef | None = None
-    fields: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TaskWrite:
-    """One input of :meth:`HubSpotConnector.create_tasks`."""
-
-    task: FollowUp
-    customer: CustomerRef | None = None
-    owner_id: str | None = None
-    existing: CrmObjectRef | None = None
-
-
-class HubSpotConnector(Connector):
+class HubSpotConnector(BatchWrites, Connector):
     type_name = "hubspot"
     config_model = HubSpotConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -127,10 +82,12 @@ class HubSpotConnector(Connector):
         self.settings = config
         self.clock = clock
         self.client = HubSpotClient(config, limiter=limiter, clock=clock)
-        self._calls: _Memory[str, str] = _Memory()
-        self._tasks: _Memory[str, str] = _Memory()
-        self._contacts_by_key: _Memory[str, CustomerRef] = _Memory()
-        self._contacts_by_number: _Memory[str, CustomerRef] = _Memory()
+        self._calls: Memory[str, str] = Memory()
+        self._tasks: Memory[str, str] = Memory()
+        self._links: Memory[str, frozenset[tuple[str, int]]] = Memory()
+        """Associations this process made per call id (so updates do not repeat them)."""
+        self._contacts_by_key: Memory[str, CustomerRef] = Memory()
+        self._contacts_by_number: Memory[str, CustomerRef] = Memory()
         self._owners: dict[str, tuple[str | None, float]] = {}
         self._dispositions: tuple[dict[str, str], float] | None = None
 
@@ -364,9 +321,14 @@ class HubSpotConnector(Connector):
         return found
 
     def _associate_late(self, call_id: str, pairs: Sequence[tuple[str, int]]) -> None:
+        """Associate an existing call with records it may not be linked to yet (the customer
+        became known after the first write); pairs this process already linked are skipped."""
         to_type = {194: "contacts", 182: "companies", 206: "deals"}
+        linked = self._links.get(call_id) or frozenset()
         for to_id, type_id in pairs:
-            self.client.associate("calls", call_id, to_type[type_id], to_id, type_id)
+            if (to_id, type_id) not in linked:
+                self.client.associate("calls", call_id, to_type[type_id], to_id, type_id)
+        self._links.put(call_id, linked | frozenset(pairs))
 
     def upsert_call(
         self,
@@ -398,93 +360,9 @@ class HubSpotConnector(Connector):
         props.setdefault("hs_timestamp", hs_time(datetime.now(UTC)))
         row = self.client.create("calls", props, pairs)
         self._calls.put(key, str(row["id"]))
+        self._links.put(str(row["id"]), frozenset(pairs))
         return CrmObjectRef(object_type="call", id=str(row["id"]), created=True)
 
-    def upsert_calls(self, items: Sequence[CallWrite]) -> list[CrmObjectRef | ConnectorError]:
-        """Batch form of :meth:`upsert_call` (at most 100): one result per input, in order.
-
-        Whole-request failures (rate limits, credentials, outages) raise; per-record rejections
-        come back as :class:`~acw_sync.errors.PermanentError` in the list.
-        """
-        if len(items) > 100:
-            raise ValueError("at most 100 calls per batch")
-        dispositions = self._portal_dispositions()
-        props = [self._call_props(i.call, i.key, i.owner_id, i.fields, dispositions) for i in items]
-        targets: dict[int, str] = {}
-        for n, item in enumerate(items):
-            known = item.existing.id if item.existing else self._calls.get(item.key)
-            if known:
-                targets[n] = known
-        unknown = [n for n in range(len(items)) if n not in targets]
-        if unknown:
-            found = self._find_by_key(
-                "calls", "hs_call_external_id", [items[n].key for n in unknown]
-            )
-            targets.update({n: found[items[n].key] for n in unknown if items[n].key in found})
-        results: list[CrmObjectRef | ConnectorError | None] = [None] * len(items)
-        if targets:
-            order = list(targets)
-            outcome = self.client.batch_update("calls", [(targets[n], props[n]) for n in order])
-            by_id = {str(r["id"]): r for r in outcome.results}
-            for n in order:
-                if targets[n] in by_id:
-                    self._calls.put(items[n].key, targets[n])
-                    results[n] = CrmObjectRef(object_type="call", id=targets[n], created=False)
-                else:
-                    results[n] = _record_error(outcome.errors, "ids", targets[n])
-        creates = [n for n in range(len(items)) if n not in targets]
-        for n in creates:
-            props[n].setdefault("hs_timestamp", hs_time(datetime.now(UTC)))
-        self._batch_create(
-            "calls",
-            [(n, props[n], self._call_assocs(items[n].customer), items[n].key) for n in creates],
-            "hs_call_external_id",
-            self._calls,
-            results,
-            object_name="call",
-        )
-        return [
-            r if r is not None else PermanentError("no answer for this record") for r in results
-        ]
-
-    def _batch_create(
-        self,
-        object_type: str,
-        rows: Sequence[tuple[int, dict[str, str], list[tuple[str, int]], str]],
-        key_property: str,
-        memory: _Memory[str, str],
-        results: list[CrmObjectRef | ConnectorError | None],
-        *,
-        object_name: str,
-    ) -> None:
-        if not rows:
-            return
-        try:
-            outcome = self.client.batch_create(object_type, [(p, a, str(n)) for n, p, a, _ in rows])
-        except PermanentError:
-            if len(rows) == 1:
-                raise
-            # HubSpot may refuse a whole batch for one bad record: isolate it.
-            for n, p, a, key in rows:
-                try:
-                    row = self.client.create(object_type, p, a)
-                except PermanentError as exc:
-                    results[n] = exc
-                    continue
-                memory.put(key, str(row["id"]))
-                results[n] = CrmObjectRef(object_type=object_name, id=str(row["id"]))
-            return
-        by_trace = {str(r.get("object_write_trace_id")): r for r in outcome.results}
-        by_key = {str((r.get("properties") or {}).get(key_property)): r for r in outcome.results}
-        for n, _p, _a, key in rows:
-            written = by_trace.get(str(n)) or by_key.get(key)
-            if written is not None:
-                memory.put(key, str(written["id"]))
-                results[n] = CrmObjectRef(object_type=object_name, id=str(written["id"]))
-            else:
-                results[n] = _record_error(outcome.errors, "objectWriteTraceId", str(n))
-
-    # -- tasks ---------------------------------------------------------------------------------
     def _task_props(self, task: FollowUp, owner_id: str | None) -> dict[str, str]:
         return task_properties(
             task,
@@ -517,41 +395,6 @@ class HubSpotConnector(Connector):
         self._tasks.put(task.key, str(row["id"]))
         return CrmObjectRef(object_type="task", id=str(row["id"]), created=True)
 
-    def create_tasks(self, items: Sequence[TaskWrite]) -> list[CrmObjectRef | ConnectorError]:
-        """Batch form of :meth:`create_task` (at most 100): one result per input, in order."""
-        if len(items) > 100:
-            raise ValueError("at most 100 tasks per batch")
-        results: list[CrmObjectRef | ConnectorError | None] = [None] * len(items)
-        unknown: list[int] = []
-        for n, item in enumerate(items):
-            known = item.existing.id if item.existing else self._tasks.get(item.task.key)
-            if known:
-                results[n] = CrmObjectRef(object_type="task", id=known, created=False)
-            else:
-                unknown.append(n)
-        prop = self.settings.followup_key_property
-        found = (
-            self._find_by_key("tasks", prop, [items[n].task.key for n in unknown])
-            if unknown
-            else {}
-        )
-        creates = []
-        for n in unknown:
-            key = items[n].task.key
-            if key in found:
-                self._tasks.put(key, found[key])
-                results[n] = CrmObjectRef(object_type="task", id=found[key], created=False)
-            else:
-                pairs = task_associations(
-                    items[n].customer, company=self.settings.associate_company
-                )
-                creates.append((n, self._task_props(items[n].task, items[n].owner_id), pairs, key))
-        self._batch_create("tasks", creates, prop, self._tasks, results, object_name="task")
-        return [
-            r if r is not None else PermanentError("no answer for this record") for r in results
-        ]
-
-    # -- check and previews --------------------------------------------------------------------
     def _required_scopes(self) -> dict[str, tuple[str, ...]]:
         needed = dict(REQUIRED_SCOPES)
         if self.settings.company_fallback or self.settings.associate_company:
@@ -629,23 +472,3 @@ def _wire(value: Any) -> str:
     if isinstance(value, datetime):
         return hs_time(value)
     return str(value)
-
-
-def _record_error(
-    errors: Sequence[Mapping[str, Any]], context_key: str, value: str
-) -> PermanentError:
-    """The 207 error naming ``value`` in its context (or the only error), as a PermanentError."""
-    chosen = next(
-        (e for e in errors if value in ((e.get("context") or {}).get(context_key) or [])),
-        errors[0] if len(errors) == 1 else None,
-    )
-    if chosen is None:
-        return PermanentError("HubSpot gave no result for this record")
-    return PermanentError(
-        f"HubSpot rejected the record ({chosen.get('category') or 'error'})",
-        crm_message=str(chosen.get("message") or "")[:1000] or None,
-        status=int(str(chosen.get("status") or "400"))
-        if str(chosen.get("status") or "").isdigit()
-        else 400,
-        details={"category": chosen.get("category")},
-    )

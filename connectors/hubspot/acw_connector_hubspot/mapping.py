@@ -66,6 +66,8 @@ _STATUS = {
     CallOutcome.ABANDONED: "CANCELED",
     CallOutcome.VOICEMAIL: "NO_ANSWER",
 }
+MAX_BODY = 65_536
+"""Longest engagement body HubSpot stores (documented for notes; assumed for calls)."""
 _PRIORITY = {"low": "LOW", "normal": "MEDIUM", "high": "HIGH"}
 _TASK_TYPE = {"call": "CALL", "email": "EMAIL", "todo": "TODO"}
 
@@ -132,7 +134,7 @@ def call_properties(
     outbound = direction is not Direction.INBOUND
     props: dict[str, str] = {
         "hs_call_title": activity_subject(call),
-        "hs_call_body": activity_body_html(call),
+        "hs_call_body": activity_body_html(call)[:MAX_BODY],
         "hs_call_direction": "OUTBOUND" if outbound else "INBOUND",
         "hs_call_external_id": key,
     }
@@ -188,7 +190,7 @@ def task_properties(
     """The Tasks object's properties. ``hs_timestamp`` is the due time."""
     props = {
         "hs_task_subject": task.subject,
-        "hs_task_body": task.body,
+        "hs_task_body": task.body[:MAX_BODY],
         "hs_timestamp": hs_time(task.due_at),
         "hs_task_status": status,
         "hs_task_priority": _PRIORITY[task.priority.value],
