@@ -3,9 +3,9 @@
 Owns authentication (static private-app token, or OAuth access tokens renewed before they
 expire), the request budget (an in-process limiter by default; the core may plug a shared one
 through :class:`RateLimiter`), the ``X-HubSpot-RateLimit-*`` headers, and the translation of
-every sub-package's exception classes into :mod:`acw_sync.errors` (via ``errors``; the budget
-lives in ``limits``). It knows HubSpot's paths and
-shapes, nothing of calls or follow-ups (see ``mapping``) nor of the connector contract.
+every sub-package's exception classes into :mod:`acw_sync.errors` (the mapping lives in
+``errors``, the budget in ``limits``). It knows HubSpot's paths and shapes, nothing of calls or
+follow-ups (see ``mapping``) nor of the connector contract.
 
 hubspot-api-client quirks this module works around (see docs/hubspot.md):
 
@@ -49,6 +49,7 @@ from acw_sync.errors import (
     QuotaExhausted,
     RetryableError,
 )
+from acw_sync.logs import register_secrets
 
 __all__ = ["BatchOutcome", "HubSpotClient"]
 
@@ -76,6 +77,12 @@ class _Tokens:
         self.refresh_token = config.refresh_token
         self.expires_at: float | None = None
         self.refreshes = 0
+        # So that the core's log scrubber removes them should any text ever carry one.
+        register_secrets(
+            s.get_secret_value()
+            for s in (config.access_token, config.client_secret, config.refresh_token)
+            if s is not None
+        )
 
     def needs_refresh(self) -> bool:
         if not self.config.oauth:
@@ -114,9 +121,11 @@ class _Tokens:
                 f"HubSpot token endpoint unreachable: {type(exc).__name__}"
             ) from None
         self.access_token = str(answer.access_token)
+        register_secrets([self.access_token])
         self.expires_at = self.clock() + float(answer.expires_in or 1800)
         if answer.refresh_token:
             self.refresh_token = SecretStr(str(answer.refresh_token))
+            register_secrets([str(answer.refresh_token)])
         self.refreshes += 1
         log.info("hubspot access token renewed", extra={"expires_in": answer.expires_in})
         return self.access_token
