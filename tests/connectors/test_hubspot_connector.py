@@ -442,6 +442,17 @@ def test_missing_scopes_are_named(hs_emulator: HubSpotEmulator) -> None:
     assert "crm.objects.companies.read" in checks["scopes for companies"].detail
 
 
+def test_check_probes_when_scopes_cannot_be_listed(hs_emulator: HubSpotEmulator) -> None:
+    hs_emulator.token_info_available = False
+    connector = make(hs_emulator)
+    hs_emulator.set_scopes(["crm.objects.contacts.read", "crm.objects.contacts.write"])
+    checks = {c.name: c for c in connector.check()}
+    assert checks["token"].ok and checks["read access to contacts"].ok
+    assert checks["read access to calls"].ok and checks["read access to tasks"].ok
+    assert not checks["read access to owners"].ok
+    assert "crm.objects.owners.read" in checks["read access to owners"].detail
+
+
 def test_check_passes_with_a_private_app_token(hs_emulator: HubSpotEmulator) -> None:
     checks = make(hs_emulator).check()
     assert checks and all(c.ok for c in checks), checks

@@ -316,6 +316,7 @@ class HubSpotEmulator:
         self.access_token_ttl = 1800
         self.marketing_contacts_for_apps = False
         self.batch_all_or_nothing = False
+        self.token_info_available = True
         self.lock = threading.RLock()
         self.objects: dict[str, dict[str, CrmObject]] = {t: {} for t in WRITABLE}
         self.custom_properties: dict[str, set[str]] = {t: set() for t in WRITABLE}
@@ -921,6 +922,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fault.delay)
             fault = None
         if path == "/oauth/v2/private-apps/get/access-token-info" and method == "POST":
+            if not emu.token_info_available:
+                raise ApiError(404, f"No route for {method} {path}", "OBJECT_NOT_FOUND")
             given = json.loads(raw or b"{}").get("tokenKey")
             with emu.lock:
                 info = emu.tokens.get(str(given))
@@ -1111,6 +1114,10 @@ class _Handler(BaseHTTPRequestHandler):
         if second == "batch" and method == "POST":
             emu.require(token, scope + (".read" if third == "read" else ".write"))
             return self._batch(object_type, str(third), body or {}, fault)
+        if second is None and method == "GET":
+            emu.require(token, scope + ".read")
+            live = [o for o in emu.objects[object_type].values() if not o.archived]
+            return 200, {"results": [o.as_json([]) for o in live[: int(query.get("limit") or 10)]]}
         if second is None and method == "POST":
             emu.require(token, scope + ".write")
             obj = emu._create(

@@ -102,6 +102,9 @@ class BatchWrites:
     def _task_props(self, task: FollowUp, owner_id: str | None) -> dict[str, str]:
         raise NotImplementedError
 
+    def _associate_late(self, call_id: str, pairs: Sequence[tuple[str, int]]) -> None:
+        raise NotImplementedError
+
     def _find_by_key(self, object_type: str, prop: str, keys: Sequence[str]) -> dict[str, str]:
         raise NotImplementedError
 
@@ -135,6 +138,9 @@ class BatchWrites:
                 if targets[n] in by_id:
                     self._calls.put(items[n].key, targets[n])
                     results[n] = CrmObjectRef(object_type="call", id=targets[n], created=False)
+                    pairs = self._call_assocs(items[n].customer)
+                    if pairs:
+                        self._associate_late(targets[n], pairs)
                 else:
                     results[n] = _record_error(outcome.errors, "ids", targets[n])
         creates = [n for n in range(len(items)) if n not in targets]

@@ -507,6 +507,25 @@ class HubSpotClient:
             if isinstance(d, Mapping) and d.get("label") and d.get("id") and not d.get("deleted")
         }
 
+    def probe(self, area: str) -> None:
+        """Read one record of ``area`` (an object type, or ``owners``): does the token reach it?"""
+        if area == "owners":
+            owners = self._api("crm.owners.owners_api")
+            self.call(
+                "owners",
+                lambda: owners.get_page_with_http_info(
+                    limit=1, _request_timeout=self.config.timeout
+                ),
+            )
+            return
+        api = self._api("crm.objects.basic_api")
+        self.call(
+            f"read {area}",
+            lambda: api.get_page_with_http_info(
+                area, limit=1, _request_timeout=self.config.timeout
+            ),
+        )
+
     def token_scopes(self) -> list[str]:
         """The scopes granted to the current token (private app or OAuth)."""
         if self.config.oauth:
