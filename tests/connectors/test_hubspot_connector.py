@@ -319,6 +319,29 @@ def test_task_properties_and_association(hs_emulator: HubSpotEmulator) -> None:
     assert (again.id, again.created) == (ref.id, False)
 
 
+def test_searches_are_spared_for_what_this_process_just_wrote(
+    hs_emulator: HubSpotEmulator,
+) -> None:
+    connector = make(hs_emulator)
+    call = sample_call("spare", number="+14155550777")
+    assert connector.find_customers("+14155550777") == []
+    connector.create_customer(call, key="hs:+14155550777")  # no second search right after
+    assert hs_emulator.count("POST", "/contacts/search") == 1
+    connector.upsert_call(
+        call, key=call.key, customer=None, owner_id=None, existing=None, fields={}
+    )
+    connector.create_task(
+        sample_followup(call), customer=None, activity=None, owner_id=None, existing=None
+    )
+    assert hs_emulator.count("POST", "/calls/search") == 1
+    assert hs_emulator.count("POST", "/tasks/search") == 0  # the call is ours and brand new
+    # A process that did not create the call must search.
+    again = make(hs_emulator).create_task(
+        sample_followup(call), customer=None, activity=None, owner_id=None, existing=None
+    )
+    assert hs_emulator.count("POST", "/tasks/search") == 1 and not again.created
+
+
 def test_check_names_a_missing_task_key_property(hs_emulator: HubSpotEmulator) -> None:
     hs_emulator.custom_properties["tasks"].clear()
     checks = {c.name: c for c in make(hs_emulator).check()}

@@ -81,6 +81,8 @@ class BatchWrites:
     settings: HubSpotConfig
     _calls: Memory[str, str]
     _tasks: Memory[str, str]
+    _fresh_calls: Memory[str, str]
+    _links: Memory[str, frozenset[tuple[str, int]]]
 
     # Provided by the connector.
     def _portal_dispositions(self) -> dict[str, str]:
@@ -146,14 +148,20 @@ class BatchWrites:
         creates = [n for n in range(len(items)) if n not in targets]
         for n in creates:
             props[n].setdefault("hs_timestamp", hs_time(datetime.now(UTC)))
+        links = {n: self._call_assocs(items[n].customer) for n in creates}
         self._batch_create(
             "calls",
-            [(n, props[n], self._call_assocs(items[n].customer), items[n].key) for n in creates],
+            [(n, props[n], links[n], items[n].key) for n in creates],
             "hs_call_external_id",
             self._calls,
             results,
             object_name="call",
         )
+        for n in creates:
+            written = results[n]
+            if isinstance(written, CrmObjectRef):
+                self._fresh_calls.put(items[n].key, written.id)
+                self._links.put(written.id, frozenset(links[n]))
         return [
             r if r is not None else PermanentError("no answer for this record") for r in results
         ]
@@ -209,9 +217,11 @@ class BatchWrites:
             else:
                 unknown.append(n)
         prop = self.settings.followup_key_property
+        # Tasks of calls this process created can only be in its memory.
+        searched = [n for n in unknown if self._fresh_calls.get(items[n].task.call_key) is None]
         found = (
-            self._find_by_key("tasks", prop, [items[n].task.key for n in unknown])
-            if unknown
+            self._find_by_key("tasks", prop, [items[n].task.key for n in searched])
+            if searched
             else {}
         )
         creates = []

@@ -57,6 +57,7 @@ REQUIRED_SCOPES: dict[str, tuple[str, ...]] = {
 }
 OWNER_TTL = 3600.0
 DISPOSITIONS_TTL = 3600.0
+RECENT_MISS = 30.0
 
 
 class HubSpotConnector(BatchWrites, Connector):
@@ -88,6 +89,10 @@ class HubSpotConnector(BatchWrites, Connector):
         """Associations this process made per call id (so updates do not repeat them)."""
         self._contacts_by_key: Memory[str, CustomerRef] = Memory()
         self._contacts_by_number: Memory[str, CustomerRef] = Memory()
+        self._misses: Memory[str, float] = Memory()
+        """Numbers a search just found no contact for, and when (spares create's re-check)."""
+        self._fresh_calls: Memory[str, str] = Memory()
+        """Calls this process created: no other process can have written their tasks."""
         self._owners: dict[str, tuple[str | None, float]] = {}
         self._dispositions: tuple[dict[str, str], float] | None = None
 
@@ -166,6 +171,8 @@ class HubSpotConnector(BatchWrites, Connector):
         if remembered is not None and remembered.id not in {c.id for c in found}:
             # Created by us moments ago and not yet in the search index.
             found.append(remembered)
+        if not found:
+            self._misses.put(phone, self.clock())
         if found or not self.settings.company_fallback:
             return found
         companies = self.client.search(
@@ -196,7 +203,9 @@ class HubSpotConnector(BatchWrites, Connector):
             remembered = self._contacts_by_number.get(number)
         if remembered is not None:
             return remembered
-        if number:
+        missed_at = self._misses.get(number) if number else None
+        if number and (missed_at is None or self.clock() - missed_at > RECENT_MISS):
+            # Reconcile across processes, unless this process searched a moment ago.
             already = self.find_customers(number)
             if already:
                 return already[0]
@@ -360,6 +369,7 @@ class HubSpotConnector(BatchWrites, Connector):
         props.setdefault("hs_timestamp", hs_time(datetime.now(UTC)))
         row = self.client.create("calls", props, pairs)
         self._calls.put(key, str(row["id"]))
+        self._fresh_calls.put(key, str(row["id"]))
         self._links.put(str(row["id"]), frozenset(pairs))
         return CrmObjectRef(object_type="call", id=str(row["id"]), created=True)
 
@@ -383,10 +393,10 @@ class HubSpotConnector(BatchWrites, Connector):
         if existing is not None:
             return CrmObjectRef(object_type="task", id=existing.id, created=False)
         known = self._tasks.get(task.key)
-        if known is None:
-            known = self._find_by_key("tasks", self.settings.followup_key_property, [task.key]).get(
-                task.key
-            )
+        if known is None and self._fresh_calls.get(task.call_key) is None:
+            # A call this process created has no tasks but the ones in its memory.
+            prop = self.settings.followup_key_property
+            known = self._find_by_key("tasks", prop, [task.key]).get(task.key)
         if known is not None:
             self._tasks.put(task.key, known)
             return CrmObjectRef(object_type="task", id=known, created=False)
