@@ -81,7 +81,6 @@ class BatchWrites:
     settings: HubSpotConfig
     _calls: Memory[str, str]
     _tasks: Memory[str, str]
-    _fresh_calls: Memory[str, str]
     _links: Memory[str, frozenset[tuple[str, int]]]
 
     # Provided by the connector.
@@ -160,7 +159,6 @@ class BatchWrites:
         for n in creates:
             written = results[n]
             if isinstance(written, CrmObjectRef):
-                self._fresh_calls.put(items[n].key, written.id)
                 self._links.put(written.id, frozenset(links[n]))
         return [
             r if r is not None else PermanentError("no answer for this record") for r in results
@@ -217,11 +215,9 @@ class BatchWrites:
             else:
                 unknown.append(n)
         prop = self.settings.followup_key_property
-        # Tasks of calls this process created can only be in its memory.
-        searched = [n for n in unknown if self._fresh_calls.get(items[n].task.call_key) is None]
         found = (
-            self._find_by_key("tasks", prop, [items[n].task.key for n in searched])
-            if searched
+            self._find_by_key("tasks", prop, [items[n].task.key for n in unknown])
+            if unknown
             else {}
         )
         creates = []

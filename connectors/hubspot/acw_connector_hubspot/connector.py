@@ -91,8 +91,6 @@ class HubSpotConnector(BatchWrites, Connector):
         self._contacts_by_number: Memory[str, CustomerRef] = Memory()
         self._misses: Memory[str, float] = Memory()
         """Numbers a search just found no contact for, and when (spares create's re-check)."""
-        self._fresh_calls: Memory[str, str] = Memory()
-        """Calls this process created: no other process can have written their tasks."""
         self._owners: dict[str, tuple[str | None, float]] = {}
         self._dispositions: tuple[dict[str, str], float] | None = None
 
@@ -369,7 +367,6 @@ class HubSpotConnector(BatchWrites, Connector):
         props.setdefault("hs_timestamp", hs_time(datetime.now(UTC)))
         row = self.client.create("calls", props, pairs)
         self._calls.put(key, str(row["id"]))
-        self._fresh_calls.put(key, str(row["id"]))
         self._links.put(str(row["id"]), frozenset(pairs))
         return CrmObjectRef(object_type="call", id=str(row["id"]), created=True)
 
@@ -393,8 +390,9 @@ class HubSpotConnector(BatchWrites, Connector):
         if existing is not None:
             return CrmObjectRef(object_type="task", id=existing.id, created=False)
         known = self._tasks.get(task.key)
-        if known is None and self._fresh_calls.get(task.call_key) is None:
-            # A call this process created has no tasks but the ones in its memory.
+        if known is None:
+            # Even for a call this process just created: another worker may have written the
+            # task on a retry and died before its ledger write.
             prop = self.settings.followup_key_property
             known = self._find_by_key("tasks", prop, [task.key]).get(task.key)
         if known is not None:
