@@ -351,7 +351,7 @@ def test_check_names_a_missing_task_key_property(hs_emulator: HubSpotEmulator) -
 # -- batch ---------------------------------------------------------------------------------------
 def test_batch_207_reports_the_bad_record_and_writes_the_rest(hs_emulator: HubSpotEmulator) -> None:
     connector = make(hs_emulator)
-    calls = [sample_call(f"batch-{n}") for n in range(3)]
+    calls = [sample_call(f"Batch-CA{n}") for n in range(3)]  # provider ids keep their case
     items = [
         CallWrite(c, c.key, fields={"hs_call_status": "BOGUS"} if n == 1 else {})
         for n, c in enumerate(calls)
@@ -361,8 +361,8 @@ def test_batch_207_reports_the_bad_record_and_writes_the_rest(hs_emulator: HubSp
     assert isinstance(results[1], PermanentError) and "BOGUS" in (results[1].crm_message or "")
     assert hs_emulator.count("POST", "/batch/create") == 1
     assert len(hs_emulator.find("calls", "hs_call_external_id", calls[1].key)) == 0
-    # Again (retry of the batch): updates, no duplicates.
-    again = connector.upsert_calls(items[:1] + items[2:])
+    # Again, from another worker (no memory): found by key, updated, no duplicates.
+    again = make(hs_emulator).upsert_calls(items[:1] + items[2:])
     assert [getattr(r, "created", None) for r in again] == [False, False]
     for c in (calls[0], calls[2]):
         assert len(hs_emulator.find("calls", "hs_call_external_id", c.key)) == 1

@@ -9,47 +9,19 @@ for one bad record is retried record by record to isolate it.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from acw_connector_hubspot.client import HubSpotClient
 from acw_connector_hubspot.config import HubSpotConfig
 from acw_connector_hubspot.mapping import hs_time, task_associations
+from acw_connector_hubspot.memory import Memory
 from acw_sync.errors import ConnectorError, PermanentError
 from acw_sync.model import CallRecord, CrmObjectRef, CustomerRef, FollowUp
 
-__all__ = ["BatchWrites", "CallWrite", "Memory", "TaskWrite"]
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class Memory(Generic[K, V]):
-    """A bounded map, oldest entries dropped first."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self.size = size
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            return self._data.get(key)
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
-
-    def pop(self, key: K) -> None:
-        with self._lock:
-            self._data.pop(key, None)
+__all__ = ["BatchWrites", "CallWrite", "TaskWrite"]
 
 
 @dataclass(frozen=True)

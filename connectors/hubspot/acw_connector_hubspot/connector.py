@@ -15,20 +15,21 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from acw_connector_hubspot.batch import BatchWrites, CallWrite, Memory, TaskWrite
+from acw_connector_hubspot.batch import BatchWrites, CallWrite, TaskWrite
 from acw_connector_hubspot.client import HubSpotClient
 from acw_connector_hubspot.config import HubSpotConfig
 from acw_connector_hubspot.limits import RateLimiter, RateLimitStatus
 from acw_connector_hubspot.mapping import (
     DEFAULT_DISPOSITIONS,
-    DEFAULT_OUTCOME_LABELS,
     call_associations,
     call_properties,
+    disposition_labels,
     hs_time,
     resolve_disposition,
     task_associations,
     task_properties,
 )
+from acw_connector_hubspot.memory import Memory
 from acw_sync.connector import Capabilities, Check, Connector, WritePreview
 from acw_sync.errors import ConnectorError, CredentialsInvalid, PermanentError, RetryableError
 from acw_sync.model import Agent, CallRecord, CrmObjectRef, CustomerRef, FollowUp
@@ -275,13 +276,7 @@ class HubSpotConnector(BatchWrites, Connector):
         return merged
 
     def _disposition(self, call: CallRecord, dispositions: Mapping[str, str]) -> str | None:
-        labels = {**DEFAULT_OUTCOME_LABELS, **self.settings.outcome_labels}
-        candidates = [call.disposition]
-        if call.analysis and call.analysis.resolution:
-            candidates.append(labels.get(call.analysis.resolution.value))
-        if call.outcome:
-            candidates.append(labels.get(call.outcome.value))
-        for label in candidates:
+        for label in disposition_labels(call, self.settings.outcome_labels):
             guid = resolve_disposition(label, dispositions)
             if guid:
                 return guid
@@ -314,17 +309,24 @@ class HubSpotConnector(BatchWrites, Connector):
     def _find_by_key(self, object_type: str, prop: str, keys: Sequence[str]) -> dict[str, str]:
         """Ids of objects whose ``prop`` is one of ``keys`` (reconciliation after a lost ledger)."""
         found: dict[str, str] = {}
-        for start in range(0, len(keys), 50):
-            chunk = list(keys[start : start + 50])
+        for start in range(0, len(keys), 25):
+            chunk = {k.lower(): k for k in keys[start : start + 25]}
             flt: dict[str, Any] = (
-                {"propertyName": prop, "operator": "EQ", "value": chunk[0]}
+                {"propertyName": prop, "operator": "EQ", "value": next(iter(chunk.values()))}
                 if len(chunk) == 1
-                else {"propertyName": prop, "operator": "IN", "values": chunk}
+                # HubSpot's docs ask for lower-case IN values on strings; our keys keep the
+                # provider's case, so both forms are sent and matched back here.
+                else {
+                    "propertyName": prop,
+                    "operator": "IN",
+                    "values": sorted({*chunk, *chunk.values()}),
+                }
             )
             for row in self.client.search(object_type, [[flt]], [prop], limit=100):
-                value = (row.get("properties") or {}).get(prop)
-                if value in chunk and value not in found:
-                    found[str(value)] = str(row["id"])
+                value = str((row.get("properties") or {}).get(prop) or "")
+                key = chunk.get(value.lower())
+                if key is not None and key not in found:
+                    found[key] = str(row["id"])
         return found
 
     def _associate_late(self, call_id: str, pairs: Sequence[tuple[str, int]]) -> None:

@@ -22,8 +22,9 @@ __all__ = [
     "TASK_TO_CONTACT",
     "call_associations",
     "call_properties",
-    "disposition_label",
+    "disposition_labels",
     "hs_time",
+    "resolve_disposition",
     "task_associations",
     "task_properties",
 ]
@@ -91,21 +92,20 @@ def _wire(value: Any) -> str:
     return str(value)
 
 
-def disposition_label(call: CallRecord, labels: Mapping[str, str]) -> str | None:
-    """The outcome label for ``call``: the platform's disposition when the portal knows it,
-    else the label mapped from the analysed resolution, else from the platform outcome.
+def disposition_labels(call: CallRecord, outcome_labels: Mapping[str, str]) -> list[str]:
+    """Outcome labels to try for ``call``, best first: the platform's own disposition (when the
+    portal knows that label), the label of the analysed resolution, that of the outcome.
 
-    ``labels`` maps canonical outcome/resolution values to labels (defaults merged in).
+    ``outcome_labels`` maps canonical outcome/resolution values to labels (over the defaults).
     """
-    merged = {**DEFAULT_OUTCOME_LABELS, **labels}
-    if call.disposition:
-        return call.disposition
+    merged = {**DEFAULT_OUTCOME_LABELS, **outcome_labels}
+    labels = [call.disposition] if call.disposition else []
     analysis = call.analysis
     if analysis and analysis.resolution and analysis.resolution.value in merged:
-        return merged[analysis.resolution.value]
-    if call.outcome is not None:
-        return merged.get(call.outcome.value)
-    return None
+        labels.append(merged[analysis.resolution.value])
+    if call.outcome is not None and call.outcome.value in merged:
+        labels.append(merged[call.outcome.value])
+    return labels
 
 
 def resolve_disposition(label: str | None, dispositions: Mapping[str, str]) -> str | None:
