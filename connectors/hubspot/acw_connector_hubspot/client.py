@@ -160,7 +160,8 @@ class HubSpotClient:
         self.tokens = _Tokens(config, clock)
         self.limiter: RateLimiter = limiter or WindowLimiter(
             {
-                BURST: (config.tier, 10.0),
+                # 5% below the tier: the window boundary is fuzzy by the network latency too.
+                BURST: (max(1, int(config.tier * 0.95)), 10.0),
                 # Searches are paced evenly rather than allowed in bursts: our clock and
                 # HubSpot's disagree by the latency, enough to overrun a one-second window.
                 SEARCH: (1, 1.0 / config.search_per_second),
