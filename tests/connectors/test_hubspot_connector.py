@@ -44,6 +44,21 @@ def call_props(emulator: HubSpotEmulator, key: str) -> dict[str, str]:
     return dict(row["properties"])
 
 
+def test_config_errors_do_not_echo_secrets() -> None:
+    with pytest.raises(ValueError) as info:
+        HubSpotConfig(
+            access_token=SecretStr(TOKEN),
+            client_id="cid",
+            client_secret=SecretStr("csecret-123456"),
+            refresh_token=SecretStr("rtoken-123456"),
+        )
+    assert "not both" in str(info.value)
+    for secret in (TOKEN[:10], "csecret", "rtoken"):
+        assert secret not in str(info.value)
+    with pytest.raises(ValueError, match="extra"):
+        HubSpotConfig.model_validate({"access_token": TOKEN, "colour": "blue"})
+
+
 # -- finding the customer ------------------------------------------------------------------
 @pytest.mark.parametrize("stored", [*stored_formats(NUMBER), "+1 (415) 555-0123"])
 def test_finds_contact_in_each_stored_format(hs_emulator: HubSpotEmulator, stored: str) -> None:

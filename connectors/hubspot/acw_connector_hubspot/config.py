@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from acw_sync.connector import ConnectorConfig
 
@@ -27,6 +27,9 @@ DEFAULT_FOLLOWUP_KEY_PROPERTY = "acw_followup_key"
 
 
 class HubSpotConfig(ConnectorConfig):
+    # A model-level error would otherwise echo the whole options mapping, tokens included.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     # -- authentication -------------------------------------------------------------------------
     access_token: SecretStr | None = None
     """A private-app access token (``pat-...``)."""
