@@ -290,6 +290,20 @@ def test_emulator_requires_hs_timestamp_and_valid_association_ids(
         connector.client.create("calls", {"hs_timestamp": "2026-03-10T14:00:00Z"}, [(contact, 204)])
 
 
+def test_every_sub_package_error_is_translated(hs_emulator: HubSpotEmulator) -> None:
+    connector = make(hs_emulator)
+    contact = hs_emulator.add_object("contacts", {"firstname": "C"})
+    call = connector.client.create("calls", {"hs_timestamp": "2026-03-10T14:00:00Z"})
+    with pytest.raises(PermanentError):  # crm.associations.v4: a task->contact id on a call
+        connector.client.associate("calls", call["id"], "contacts", contact, 204)
+    with pytest.raises(PermanentError):  # crm.objects: no such object
+        connector.client.update("calls", "999999", {"hs_call_title": "x"})
+    assert connector.client.property_exists("tasks", "nope") is False  # crm.properties 404
+    hs_emulator.inject("server_error", status=502)
+    with pytest.raises(RetryableError):  # crm.owners
+        connector.find_owner(Agent(email="a@example.com"))
+
+
 def test_search_filter_limits_are_enforced(hs_emulator: HubSpotEmulator) -> None:
     connector = make(hs_emulator)
     group = [{"propertyName": "phone", "operator": "EQ", "value": "1"}]
