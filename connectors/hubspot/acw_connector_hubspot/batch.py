@@ -10,7 +10,7 @@ for one bad record is retried record by record to isolate it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,22 +18,11 @@ from acw_connector_hubspot.client import HubSpotClient
 from acw_connector_hubspot.config import HubSpotConfig
 from acw_connector_hubspot.mapping import hs_time, task_associations
 from acw_connector_hubspot.memory import Memory
+from acw_sync.connector import CallWrite
 from acw_sync.errors import ConnectorError, PermanentError
 from acw_sync.model import CallRecord, CrmObjectRef, CustomerRef, FollowUp
 
-__all__ = ["BatchWrites", "CallWrite", "TaskWrite"]
-
-
-@dataclass(frozen=True)
-class CallWrite:
-    """One input of :meth:`HubSpotConnector.upsert_calls` (the arguments of ``upsert_call``)."""
-
-    call: CallRecord
-    key: str
-    customer: CustomerRef | None = None
-    owner_id: str | None = None
-    existing: CrmObjectRef | None = None
-    fields: Mapping[str, Any] = field(default_factory=dict)
+__all__ = ["BatchWrites", "TaskWrite"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from acw_connector_hubspot.batch import BatchWrites, CallWrite, TaskWrite
+from acw_connector_hubspot.batch import BatchWrites, TaskWrite
 from acw_connector_hubspot.client import HubSpotClient
 from acw_connector_hubspot.config import HubSpotConfig
 from acw_connector_hubspot.limits import RateLimiter, RateLimitStatus
@@ -30,7 +30,7 @@ from acw_connector_hubspot.mapping import (
     task_properties,
 )
 from acw_connector_hubspot.memory import Memory
-from acw_sync.connector import Capabilities, Check, Connector, WritePreview
+from acw_sync.connector import CallWrite, Capabilities, Check, Connector, WritePreview
 from acw_sync.errors import ConnectorError, CredentialsInvalid, PermanentError, RetryableError
 from acw_sync.model import Agent, CallRecord, CrmObjectRef, CustomerRef, FollowUp
 from acw_sync.phone import mask, national_digits, same_number, stored_formats
