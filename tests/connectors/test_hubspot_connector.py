@@ -397,6 +397,21 @@ def test_batch_207_reports_the_bad_record_and_writes_the_rest(hs_emulator: HubSp
         assert len(hs_emulator.find("calls", "hs_call_external_id", c.key)) == 1
 
 
+def test_batch_of_sixty_reconciles_in_chunked_key_searches(hs_emulator: HubSpotEmulator) -> None:
+    calls = [sample_call(f"many-{n}") for n in range(60)]
+    items = [CallWrite(c, c.key) for c in calls]
+    first = make(hs_emulator).upsert_calls(items)
+    assert all(getattr(r, "created", False) for r in first)
+    searches = hs_emulator.count("POST", "/calls/search")
+    again = make(hs_emulator).upsert_calls(items)  # a worker with no memory and no ledger
+    assert [getattr(r, "id", None) for r in again] == [getattr(r, "id", None) for r in first]
+    assert hs_emulator.count("POST", "/calls/search") - searches == 3  # 25 + 25 + 10 keys
+    assert hs_emulator.count("POST", "/calls/batch/update") == 1
+    assert len(hs_emulator.objects["calls"]) == 60
+    with pytest.raises(ValueError):
+        make(hs_emulator).upsert_calls(items + items)  # more than 100
+
+
 def test_batch_refused_whole_is_retried_record_by_record(hs_emulator: HubSpotEmulator) -> None:
     hs_emulator.batch_all_or_nothing = True
     connector = make(hs_emulator)
