@@ -1,11 +1,10 @@
 """The wire: HubSpot's API through hubspot-api-client, with tokens, limits and errors handled.
 
-Owns authentication (static private-app token, or OAuth access tokens renewed before they
-expire), the request budget (an in-process limiter by default; the core may plug a shared one
-through :class:`RateLimiter`), the ``X-HubSpot-RateLimit-*`` headers, and the translation of
-every sub-package's exception classes into :mod:`acw_sync.errors` (the mapping lives in
-``errors``, the budget in ``limits``). It knows HubSpot's paths and shapes, nothing of calls or
-follow-ups (see ``mapping``) nor of the connector contract.
+Every request goes through :meth:`HubSpotClient.call` (or :meth:`~HubSpotClient.raw`): a slot
+in the request budget (``limits``), a current access token (``auth``), the
+``X-HubSpot-RateLimit-*`` headers read, one retry after a token refresh on 401, and every
+sub-package's exceptions turned into :mod:`acw_sync.errors` (``errors``). It knows HubSpot's
+paths and shapes, nothing of calls or follow-ups (``mapping``) nor of the connector contract.
 
 hubspot-api-client quirks this module works around (see docs/hubspot.md):
 
@@ -20,7 +19,6 @@ hubspot-api-client quirks this module works around (see docs/hubspot.md):
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,14 +29,13 @@ import hubspot.crm.associations.v4 as hs_assoc
 import hubspot.crm.objects as hs_objects
 import requests
 import urllib3
-from pydantic import SecretStr
 
+from acw_connector_hubspot.auth import TokenSource, no_retry
 from acw_connector_hubspot.config import HubSpotConfig
 from acw_connector_hubspot.errors import (
     API_EXCEPTIONS,
     CLIENT_EXCEPTIONS,
     error_from_response,
-    parse_body,
 )
 from acw_connector_hubspot.limits import BURST, SEARCH, RateLimiter, RateLimitStatus, WindowLimiter
 from acw_sync.errors import (
@@ -49,7 +46,6 @@ from acw_sync.errors import (
     QuotaExhausted,
     RetryableError,
 )
-from acw_sync.logs import register_secrets
 
 __all__ = ["BatchOutcome", "HubSpotClient"]
 
@@ -64,87 +60,6 @@ class BatchOutcome:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _Tokens:
-    """The current access token; for OAuth, renewed ``refresh_margin`` s before it expires."""
-
-    def __init__(self, config: HubSpotConfig, clock: Callable[[], float]) -> None:
-        self.config = config
-        self.clock = clock
-        self._lock = threading.Lock()
-        self.access_token: str | None = (
-            config.access_token.get_secret_value() if config.access_token else None
-        )
-        self.refresh_token = config.refresh_token
-        self.expires_at: float | None = None
-        self.refreshes = 0
-        # So that the core's log scrubber removes them should any text ever carry one.
-        register_secrets(
-            s.get_secret_value()
-            for s in (config.access_token, config.client_secret, config.refresh_token)
-            if s is not None
-        )
-
-    def needs_refresh(self) -> bool:
-        if not self.config.oauth:
-            return False
-        if self.access_token is None or self.expires_at is None:
-            return True
-        return self.clock() >= self.expires_at - self.config.refresh_margin
-
-    def refresh(self) -> str:
-        """Exchange the refresh token for a new access token (keeping a rotated refresh token)."""
-        config = self.config
-        assert config.client_secret is not None and self.refresh_token is not None
-        api = hubspot.HubSpot(host=config.host, debug=False, retry=_no_retry()).oauth.tokens_api
-        try:
-            answer = api.create(
-                grant_type="refresh_token",
-                client_id=config.client_id,
-                client_secret=config.client_secret.get_secret_value(),
-                refresh_token=self.refresh_token.get_secret_value(),
-                _request_timeout=config.timeout,
-            )
-        except API_EXCEPTIONS as exc:
-            status = int(getattr(exc, "status", 0) or 0)
-            if 400 <= status < 500 and status != 429:
-                body = parse_body(getattr(exc, "body", None))
-                raise CredentialsInvalid(
-                    "HubSpot refused the OAuth refresh token",
-                    crm_message=str(body.get("message") or "")[:500] or None,
-                    status=status,
-                ) from None
-            raise error_from_response(
-                status, getattr(exc, "body", None), {}, what="token refresh"
-            ) from None
-        except urllib3.exceptions.HTTPError as exc:
-            raise RetryableError(
-                f"HubSpot token endpoint unreachable: {type(exc).__name__}"
-            ) from None
-        self.access_token = str(answer.access_token)
-        register_secrets([self.access_token])
-        self.expires_at = self.clock() + float(answer.expires_in or 1800)
-        if answer.refresh_token:
-            self.refresh_token = SecretStr(str(answer.refresh_token))
-            register_secrets([str(answer.refresh_token)])
-        self.refreshes += 1
-        log.info("hubspot access token renewed", extra={"expires_in": answer.expires_in})
-        return self.access_token
-
-    def current(self, *, force: bool = False) -> str:
-        with self._lock:
-            if force or self.needs_refresh():
-                return self.refresh()
-            assert self.access_token is not None
-            return self.access_token
-
-
-def _no_retry() -> urllib3.util.retry.Retry:
-    # Connection errors may be retried (nothing was sent); reads and statuses never are.
-    return urllib3.util.retry.Retry(
-        total=2, connect=2, read=0, status=0, other=0, redirect=0, raise_on_status=False
-    )
-
-
 class HubSpotClient:
     """One HubSpot account, as typed calls that raise :mod:`acw_sync.errors` only."""
 
@@ -157,7 +72,7 @@ class HubSpotClient:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.tokens = _Tokens(config, clock)
+        self.tokens = TokenSource(config, clock)
         self.limiter: RateLimiter = limiter or WindowLimiter(
             {
                 # 5% below the tier: the window boundary is fuzzy by the network latency too.
@@ -185,7 +100,7 @@ class HubSpotClient:
                 access_token=self.tokens.access_token or "pending",
                 host=self.config.host,
                 debug=False,
-                retry=_no_retry(),
+                retry=no_retry(),
             )
             target: Any = sdk
             for part in name.split("."):
