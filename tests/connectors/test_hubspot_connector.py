@@ -44,6 +44,23 @@ def call_props(emulator: HubSpotEmulator, key: str) -> dict[str, str]:
     return dict(row["properties"])
 
 
+def test_public_surface_is_pinned() -> None:
+    import acw_connector_hubspot
+
+    assert sorted(acw_connector_hubspot.__all__) == [
+        "CallWrite",
+        "HubSpotClient",
+        "HubSpotConfig",
+        "HubSpotConnector",
+        "RateLimitStatus",
+        "RateLimiter",
+        "TaskWrite",
+        "WindowLimiter",
+    ]
+    for name in acw_connector_hubspot.__all__:
+        assert getattr(acw_connector_hubspot, name) is not None
+
+
 def test_config_errors_do_not_echo_secrets() -> None:
     with pytest.raises(ValueError) as info:
         HubSpotConfig(
