@@ -574,6 +574,17 @@ def test_burst_limit_is_respected_in_process(hs_emulator: HubSpotEmulator) -> No
     assert not [entry for entry in hs_emulator.log if entry[2] == 429]
 
 
+def test_sustained_load_stays_under_the_burst_limit(hs_emulator: HubSpotEmulator) -> None:
+    # A 1-second window for speed: 10 requests per window on the server, 9 in our budget.
+    hs_emulator.tier, hs_emulator.burst_window = 10, 1.0
+    connector = make(hs_emulator)
+    connector.use_rate_limiter(WindowLimiter({"burst": (9, 1.0)}, max_wait=2))
+    for n in range(30):
+        connector.find_owner(Agent(email=f"load{n}@example.com"))
+    assert [entry for entry in hs_emulator.log if entry[2] == 429] == []
+    assert hs_emulator.count("GET", "/crm/v3/owners/") == 30
+
+
 def test_limiter_hook_sees_search_and_burst_buckets(hs_emulator: HubSpotEmulator) -> None:
     seen: list[str] = []
 

@@ -309,6 +309,8 @@ class HubSpotEmulator:
         default_region: str = "US",
     ) -> None:
         self.tier = tier
+        self.burst_window = 10.0
+        """Seconds of the burst window (HubSpot: 10); tests shrink it to stay fast."""
         self.daily_limit = daily_limit
         self.search_per_second = search_per_second
         self.search_lag = search_lag
@@ -981,7 +983,7 @@ class _Handler(BaseHTTPRequestHandler):
                 emu._search_times.append(now)
                 rate_headers: dict[str, str] = {}
             else:
-                while emu._burst_times and emu._burst_times[0] <= now - 10:
+                while emu._burst_times and emu._burst_times[0] <= now - emu.burst_window:
                     emu._burst_times.popleft()
                 if len(emu._burst_times) >= emu.tier:
                     raise emu._limit_error(
