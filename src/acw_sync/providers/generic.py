@@ -131,7 +131,7 @@ class GenericProvider(Provider):
     name = "generic"
     config_model = GenericConfig
 
-    def __init__(self, config: GenericConfig) -> None:  # type: ignore[override]
+    def __init__(self, config: GenericConfig) -> None:
         super().__init__(config)
         self._keys = [_key(s) for s in config.secret.get_secret_value().split()]
         self._tolerance = config.tolerance
