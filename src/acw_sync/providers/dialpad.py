@@ -146,6 +146,7 @@ class DialpadProvider(Provider):
         elif kind is EventType.VOICEMAIL:
             outcome = CallOutcome.VOICEMAIL
 
+        terminal = kind in (EventType.ENDED, EventType.MISSED, EventType.VOICEMAIL)
         recording = _recording_url(data.get("recording_details"))
         if kind is EventType.VOICEMAIL:
             recording = get_str(data, "voicemail_link") or recording
@@ -168,8 +169,8 @@ class DialpadProvider(Provider):
                 agent=_agent(get_map(data, "target")),
                 started_at=started,
                 answered_at=connected,
-                ended_at=ended if is_root and kind is not EventType.UPDATED else None,
-                duration=total if is_root and ended else None,
+                ended_at=ended if terminal else None,
+                duration=total if terminal and total else None,
                 talk_time=talk if talk else None,
                 hold_time=seconds(data, "hold_time", scale=_MS) or None,
                 outcome=outcome,
