@@ -62,7 +62,11 @@ def test_full_inbound_lifecycle() -> None:
     assert record.customer_number == "+14155550100"
     assert record.line_number == "+14155550199"
     assert record.agent is not None
-    assert (record.agent.id, record.agent.email, record.agent.name) == ("123", "alice@example.com", "Alice Martin")
+    assert (record.agent.id, record.agent.email, record.agent.name) == (
+        "123",
+        "alice@example.com",
+        "Alice Martin",
+    )
     assert record.outcome is CallOutcome.COMPLETED
     assert record.duration == 120  # call.ended's final figure beats call.hungup's 112
     assert record.talk_time == 112  # answered_at -> ended_at

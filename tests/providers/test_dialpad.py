@@ -53,7 +53,10 @@ def test_tampered_payload_rejected() -> None:
 
 def test_wrong_secret_rejected_without_leaking() -> None:
     with pytest.raises(SignatureInvalid) as err:
-        provider().verify(request(signed({"state": "ringing"}, secret="wrong-secret-wrong-secret-wrong-secret")), NOW)
+        provider().verify(
+            request(signed({"state": "ringing"}, secret="wrong-secret-wrong-secret-wrong-secret")),
+            NOW,
+        )
     assert SECRET not in str(err.value)
 
 

@@ -23,7 +23,11 @@ def provider() -> RingCentralProvider:
 def delivery(payload: dict[str, Any], header: str = "Verification-Token", token: str = TOKEN):  # type: ignore[no-untyped-def]
     return request(
         json.dumps(payload).encode(),
-        {header: token, "Content-Type": "application/json; charset=UTF-8", "User-Agent": "RingCentral-Webhook/8.3"},
+        {
+            header: token,
+            "Content-Type": "application/json; charset=UTF-8",
+            "User-Agent": "RingCentral-Webhook/8.3",
+        },
     )
 
 
@@ -65,7 +69,10 @@ def test_wrong_or_missing_token_rejected() -> None:
 
 
 def test_delivery_id_is_the_uuid() -> None:
-    assert provider().delivery_id(delivery(load("ringcentral_inbound_answered.json")[2])) == "8f1e0a9c-0003"
+    assert (
+        provider().delivery_id(delivery(load("ringcentral_inbound_answered.json")[2]))
+        == "8f1e0a9c-0003"
+    )
 
 
 def test_answered_lifecycle_in_any_order() -> None:
@@ -76,7 +83,10 @@ def test_answered_lifecycle_in_any_order() -> None:
     assert record.direction is Direction.INBOUND
     assert record.customer_number == "+14155550100"
     assert record.line_number == "+14155550199"
-    assert record.agent is not None and (record.agent.id, record.agent.name) == ("2253168021", "Alice Martin")
+    assert record.agent is not None and (record.agent.id, record.agent.name) == (
+        "2253168021",
+        "Alice Martin",
+    )
     assert record.outcome is CallOutcome.COMPLETED
     assert record.talk_time == 112  # first Answered 18:00:08 -> Disconnected 18:02:00
     assert record.duration == 119.9

@@ -90,9 +90,15 @@ def test_port_quirk_both_forms_accepted(signed_url: str, request_url: str) -> No
 
 
 def test_repeated_parameters_are_signed_sorted() -> None:
-    pairs = [("CallSid", "CA1"), ("StatusCallbackEvent", "ringing"), ("StatusCallbackEvent", "answered")]
+    pairs = [
+        ("CallSid", "CA1"),
+        ("StatusCallbackEvent", "ringing"),
+        ("StatusCallbackEvent", "answered"),
+    ]
     # Twilio's documented string: URL + each name (sorted) + each of its values (sorted).
-    signed_string = URL + "CallSidCA1" + "StatusCallbackEventanswered" + "StatusCallbackEventringing"
+    signed_string = (
+        URL + "CallSidCA1" + "StatusCallbackEventanswered" + "StatusCallbackEventringing"
+    )
     sig = base64.b64encode(hmac.new(TOKEN.encode(), signed_string.encode(), hashlib.sha1).digest())
     provider().verify(
         request(urlencode(pairs).encode(), {"X-Twilio-Signature": sig.decode()}, url=URL), NOW
@@ -145,9 +151,14 @@ def test_inbound_answered_lifecycle() -> None:
     assert record.outcome is CallOutcome.COMPLETED
     assert record.talk_time == 95
     assert record.duration == 106
-    assert record.recording_url is not None and record.recording_url.endswith("RE33333333333333333333333333333333")
+    assert record.recording_url is not None and record.recording_url.endswith(
+        "RE33333333333333333333333333333333"
+    )
     assert record.ended
-    assert record.answered_at is not None and record.answered_at.isoformat() == "2026-03-10T18:00:10+00:00"
+    assert (
+        record.answered_at is not None
+        and record.answered_at.isoformat() == "2026-03-10T18:00:10+00:00"
+    )
     assert all(e.raw for e in events)
 
 
@@ -172,7 +183,12 @@ def test_outbound_busy() -> None:
 
 
 def test_outbound_answered_by_machine_is_voicemail() -> None:
-    base = {"CallSid": "CAm", "Direction": "outbound-api", "From": "+14155550199", "To": "+14155550123"}
+    base = {
+        "CallSid": "CAm",
+        "Direction": "outbound-api",
+        "From": "+14155550199",
+        "To": "+14155550123",
+    }
     events = []
     for i, extra in enumerate(
         [
@@ -180,14 +196,37 @@ def test_outbound_answered_by_machine_is_voicemail() -> None:
             {"CallStatus": "completed", "AnsweredBy": "machine_end_beep", "CallDuration": "31"},
         ]
     ):
-        params = {**base, **extra, "SequenceNumber": str(i), "Timestamp": f"Tue, 10 Mar 2026 16:00:0{i} +0000"}
+        params = {
+            **base,
+            **extra,
+            "SequenceNumber": str(i),
+            "Timestamp": f"Tue, 10 Mar 2026 16:00:0{i} +0000",
+        }
         events.extend(provider().parse(signed(params)))
     assert merge_events(events).outcome is CallOutcome.VOICEMAIL
 
 
 def test_voice_sdk_outbound_call_is_outbound_with_the_agent() -> None:
-    root = {"CallSid": "CAr", "CallStatus": "completed", "Direction": "inbound", "From": "client:carol", "To": "+14155550123", "CallDuration": "40", "Timestamp": "Tue, 10 Mar 2026 16:00:40 +0000", "SequenceNumber": "2"}
-    child = {"CallSid": "CAc", "ParentCallSid": "CAr", "CallStatus": "in-progress", "Direction": "outbound-dial", "From": "+14155550199", "To": "+14155550123", "Timestamp": "Tue, 10 Mar 2026 16:00:05 +0000", "SequenceNumber": "1"}
+    root = {
+        "CallSid": "CAr",
+        "CallStatus": "completed",
+        "Direction": "inbound",
+        "From": "client:carol",
+        "To": "+14155550123",
+        "CallDuration": "40",
+        "Timestamp": "Tue, 10 Mar 2026 16:00:40 +0000",
+        "SequenceNumber": "2",
+    }
+    child = {
+        "CallSid": "CAc",
+        "ParentCallSid": "CAr",
+        "CallStatus": "in-progress",
+        "Direction": "outbound-dial",
+        "From": "+14155550199",
+        "To": "+14155550123",
+        "Timestamp": "Tue, 10 Mar 2026 16:00:05 +0000",
+        "SequenceNumber": "1",
+    }
     events = provider().parse(signed(root)) + provider().parse(signed(child))
     record = merge_events(events)
     assert record.direction is Direction.OUTBOUND

@@ -25,7 +25,12 @@ def provider(**kw: Any) -> VonageProvider:
 
 
 def signed(
-    body: bytes, *, secret: str = SECRET, iat: int = IAT, payload_hash: str | None = "auto", **claims: Any
+    body: bytes,
+    *,
+    secret: str = SECRET,
+    iat: int = IAT,
+    payload_hash: str | None = "auto",
+    **claims: Any,
 ):  # type: ignore[no-untyped-def]
     token_claims: dict[str, Any] = {
         "iat": iat,
@@ -99,7 +104,9 @@ def test_missing_or_malformed_authorization_rejected() -> None:
 
 def test_inbound_call_connected_to_an_agent() -> None:
     events = parse_all("vonage_inbound_connected.json")
-    inbound_answered = [e for e in events if e.raw.get("status") == "answered" and e.raw["direction"] == "inbound"]
+    inbound_answered = [
+        e for e in events if e.raw.get("status") == "answered" and e.raw["direction"] == "inbound"
+    ]
     assert [e.type for e in inbound_answered] == [EventType.UPDATED]
     record = merge_events(reversed(events))
     assert record.call_id == "CON-8f5a100c-fbce-4218-8d4b-16341335bcd6"
@@ -109,7 +116,10 @@ def test_inbound_call_connected_to_an_agent() -> None:
     assert record.outcome is CallOutcome.COMPLETED
     assert record.duration == 119  # the last leg to complete carries the whole call
     assert record.talk_time == 111
-    assert record.recording_url == "https://api.nexmo.com/v1/files/aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
+    assert (
+        record.recording_url
+        == "https://api.nexmo.com/v1/files/aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
+    )
     assert record.ended
 
 
@@ -122,7 +132,9 @@ def test_outbound_unanswered() -> None:
 
 
 def test_machine_detection_is_voicemail() -> None:
-    payload = dict(load("vonage_outbound_unanswered.json")[1], status="machine", sub_state="beep_start")
+    payload = dict(
+        load("vonage_outbound_unanswered.json")[1], status="machine", sub_state="beep_start"
+    )
     [event] = provider().parse(signed(compact(payload)))
     assert event.outcome is CallOutcome.VOICEMAIL
 

@@ -28,7 +28,11 @@ def signed(body: bytes, ts: int = TS, secret: str = SECRET):  # type: ignore[no-
     sig = "v0=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
     return request(
         body,
-        {"x-zm-signature": sig, "x-zm-request-timestamp": str(ts), "content-type": "application/json"},
+        {
+            "x-zm-signature": sig,
+            "x-zm-request-timestamp": str(ts),
+            "content-type": "application/json",
+        },
     )
 
 
@@ -78,12 +82,19 @@ def test_missing_headers_rejected() -> None:
 
 def test_url_validation_answered_only_when_signed() -> None:
     body = json.dumps(
-        {"payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"}, "event_ts": 1654503849680, "event": "endpoint.url_validation"}
+        {
+            "payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"},
+            "event_ts": 1654503849680,
+            "event": "endpoint.url_validation",
+        }
     ).encode()
     answer = provider().handshake(signed(body), NOW)
     assert answer is not None and answer.status == 200
     expected = hmac.new(SECRET.encode(), b"qgg8vlvZRS6UYooatFL8Aw", hashlib.sha256).hexdigest()
-    assert json.loads(answer.body) == {"plainToken": "qgg8vlvZRS6UYooatFL8Aw", "encryptedToken": expected}
+    assert json.loads(answer.body) == {
+        "plainToken": "qgg8vlvZRS6UYooatFL8Aw",
+        "encryptedToken": expected,
+    }
     # unsigned: refusing stops anyone from using us as an HMAC oracle for forged events
     with pytest.raises(SignatureInvalid):
         provider().handshake(request(body), NOW)
@@ -99,7 +110,10 @@ def test_queue_call_answered_by_one_member() -> None:
     assert record.customer_number == "+14155550100"
     assert record.line_number == "+14155550199"
     # Bob's missed leg arrives after Alice answered; the agent who answered wins
-    assert record.agent is not None and (record.agent.id, record.agent.name) == ("z8yCw1AbRt2", "Alice Martin")
+    assert record.agent is not None and (record.agent.id, record.agent.name) == (
+        "z8yCw1AbRt2",
+        "Alice Martin",
+    )
     assert record.outcome is CallOutcome.COMPLETED
     assert record.talk_time == 112
     assert record.duration == 119
@@ -121,25 +135,48 @@ def test_outbound_and_internal_calls() -> None:
     payload = {
         "event": "phone.caller_connected",
         "event_ts": 1773165600000,
-        "payload": {"account_id": "a", "object": {
-            "call_id": "1", "caller": {"phone_number": "+14155550199", "user_id": "u1", "extension_type": "user", "name": "Alice"},
-            "callee": {"phone_number": "02071838750"}, "ringing_start_time": "2026-03-10T18:00:00Z",
-            "connected_start_time": "2026-03-10T18:00:05Z"}},
+        "payload": {
+            "account_id": "a",
+            "object": {
+                "call_id": "1",
+                "caller": {
+                    "phone_number": "+14155550199",
+                    "user_id": "u1",
+                    "extension_type": "user",
+                    "name": "Alice",
+                },
+                "callee": {"phone_number": "02071838750"},
+                "ringing_start_time": "2026-03-10T18:00:00Z",
+                "connected_start_time": "2026-03-10T18:00:05Z",
+            },
+        },
     }
     [event] = ZoomProvider(ZoomConfig(secret_token=SECRET, default_region="GB")).parse(
         signed(json.dumps(payload).encode())
     )
     assert (event.type, event.direction) == (EventType.ANSWERED, Direction.OUTBOUND)
     assert event.customer_number == "+442071838750"  # national number read with region GB
-    payload["payload"]["object"]["callee"] = {"phone_number": "1010", "user_id": "u2", "extension_type": "user"}  # type: ignore[index]
+    payload["payload"]["object"]["callee"] = {
+        "phone_number": "1010",
+        "user_id": "u2",
+        "extension_type": "user",
+    }  # type: ignore[index]
     [event] = provider().parse(signed(json.dumps(payload).encode()))
     assert event.direction is Direction.INTERNAL and event.customer_number is None
 
 
 def test_unused_events_ignored_and_bad_payload_invalid() -> None:
-    sms = {"event": "phone.sms_received", "event_ts": 1, "payload": {"account_id": "a", "object": {}}}
+    sms = {
+        "event": "phone.sms_received",
+        "event_ts": 1,
+        "payload": {"account_id": "a", "object": {}},
+    }
     assert provider().parse(signed(json.dumps(sms).encode())) == []
-    bad = {"event": "phone.recording_completed", "event_ts": 1, "payload": {"object": {"recordings": "x"}}}
+    bad = {
+        "event": "phone.recording_completed",
+        "event_ts": 1,
+        "payload": {"object": {"recordings": "x"}},
+    }
     with pytest.raises(PayloadInvalid) as err:
         provider().parse(signed(json.dumps(bad).encode()))
     assert err.value.details[0]["field"] == "payload.object.recordings"
