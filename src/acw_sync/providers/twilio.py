@@ -32,8 +32,9 @@ Normalisation:
   its ``CallDuration`` is the talk time;
 * ``busy`` / ``no-answer`` / ``failed`` / ``canceled`` on the root leg become the outcomes
   busy / no_answer / failed / abandoned;
-* a recording made by ``<Record>`` (``RecordingSource=RecordVerb``) on a call nobody answered
-  is a voicemail; other recordings are ``recording_ready``;
+* a recording made by ``<Record>`` (``RecordingSource=RecordVerb``) is taken as a voicemail
+  (and voicemail is the outcome that wins in the merge); other recordings (``DialVerb``,
+  ``RecordingStatusCallback`` on the Calls API) are ``recording_ready``;
 * ``Timestamp`` (RFC 2822) and ``SequenceNumber`` order the events; ``Duration`` (billed
   minutes) is ignored in favour of ``CallDuration`` (seconds).
 """
