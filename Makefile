@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CODE := $(wildcard src connectors tests bench)
 
 .PHONY: demo test lint fmt typecheck bench bench-ingest bench-e2e bench-scaling bench-analyzer clean install
 
@@ -24,12 +25,12 @@ test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src connectors tests bench
-	$(BIN)/ruff format --check src connectors tests bench
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src connectors tests bench
-	$(BIN)/ruff check --fix src connectors tests bench
+	$(BIN)/ruff format $(CODE)
+	$(BIN)/ruff check --fix $(CODE)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -204,7 +204,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
     if not file.exists():
         if explicit:
             raise ConfigError(
-                f"config file not found (set ACW_CONFIG to an existing file)", file=str(file)
+                "config file not found (set ACW_CONFIG to an existing file)", file=str(file)
             )
         return default_config()
     try:

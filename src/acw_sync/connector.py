@@ -40,8 +40,8 @@ __all__ = [
     "Connector",
     "ConnectorConfig",
     "WritePreview",
-    "load_connector_class",
     "available_connectors",
+    "load_connector_class",
 ]
 
 ENTRY_POINT_GROUP = "acw_sync.connectors"

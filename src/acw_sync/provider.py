@@ -78,7 +78,9 @@ class WebhookRequest:
     def form(self) -> list[tuple[str, str]]:
         """The urlencoded body as ordered pairs (repeated keys kept)."""
         try:
-            return parse_qsl(self.body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+            return parse_qsl(
+                self.body.decode("utf-8"), keep_blank_values=True, strict_parsing=False
+            )
         except UnicodeDecodeError as exc:
             raise PayloadInvalid("body is not UTF-8 form data") from exc
 

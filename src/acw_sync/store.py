@@ -1,0 +1,265 @@
+"""Shared state in Redis: delivery dedupe, call events, the sync ledger, caches and locks.
+
+Everything workers and servers must agree on lives here, under one key prefix, so that any
+number of processes on any number of machines share it through one Redis. The broker may be a
+different server (RabbitMQ); this state is always Redis.
+
+Keys (``{p}`` is the prefix, ``acw`` by default):
+
+=========================================  ======================================================
+``{p}:dedupe:{provider}:{id}``             a delivery or event already accepted (TTL)
+``{p}:events:{call_key}``                  hash event_id -> CallEvent JSON: the call's truth
+``{p}:record:{call_key}``                  hash n/json: last merged record (never regresses)
+``{p}:calls``                              zset call_key by last event time (recent calls)
+``{p}:pending:{instance}:{call_key}``      a sync is queued for this call and instance
+``{p}:ledger:{instance}:{call_key}``       hash: what was written to the CRM (ids, version)
+``{p}:customers:{instance}:{phone}``       cached customer look-up (TTL)
+``{p}:created:{instance}:{phone}``         a customer acw-sync created for this number
+``{p}:owners:{instance}:{email}``          cached agent -> CRM owner id (TTL)
+``{p}:lock:{name}``                        short mutual-exclusion locks
+``{p}:dlq`` / ``{p}:dlq:index``            dead letters (hash id -> JSON, zset by time)
+=========================================  ======================================================
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import redis
+
+from acw_sync.model import CallEvent, CallRecord, CrmObjectRef, CustomerRef
+
+__all__ = ["Ledger", "LockBusy", "StateStore"]
+
+DEDUPE_TTL = 3 * 24 * 3600
+"""Platforms redeliver for hours to days (Aircall 12 h, Event Streams 4 h, Stripe-style 3 d)."""
+CALL_TTL = 30 * 24 * 3600
+"""How long a call's events are kept after its last event."""
+
+_SAVE_RECORD = """
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '-1')
+if tonumber(ARGV[1]) >= n then
+  redis.call('HSET', KEYS[1], 'n', ARGV[1], 'json', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class LockBusy(Exception):
+    """Another process holds the lock."""
+
+
+@dataclass
+class Ledger:
+    """What acw-sync wrote for one call into one connector instance."""
+
+    activity: CrmObjectRef | None = None
+    customer: CustomerRef | None = None
+    customer_resolved: bool = False
+    version: str | None = None
+    tasks: dict[str, CrmObjectRef] = field(default_factory=dict)
+    state: str | None = None
+    """synced | unresolved | skipped | dead"""
+    synced_at: float | None = None
+    error: str | None = None
+
+
+class StateStore:
+    """Typed access to acw-sync's Redis state."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "acw") -> None:
+        self.redis = client
+        self.prefix = prefix
+        self._save_record = client.register_script(_SAVE_RECORD)
+        self._release = client.register_script(_RELEASE_LOCK)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "acw") -> StateStore:
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=5,
+            socket_connect_timeout=3,
+            health_check_interval=15,
+            retry_on_timeout=True,
+        )
+        return cls(client, prefix)
+
+    def k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.redis.ping())
+        except redis.RedisError:
+            return False
+
+    # -- ingest dedupe ---------------------------------------------------------------------
+    def claim(self, provider: str, delivery_id: str, ttl: int = DEDUPE_TTL) -> bool:
+        """Claim a delivery id; False when it was accepted before."""
+        return bool(self.redis.set(self.k("dedupe", provider, delivery_id), "1", nx=True, ex=ttl))
+
+    def release(self, provider: str, *delivery_ids: str) -> None:
+        if delivery_ids:
+            self.redis.delete(*(self.k("dedupe", provider, d) for d in delivery_ids))
+
+    # -- events and records ----------------------------------------------------------------
+    def add_event(self, event: CallEvent) -> bool:
+        """Store an event of a call; False when it was stored before (a redelivery)."""
+        key = self.k("events", event.call_key)
+        pipe = self.redis.pipeline()
+        pipe.hsetnx(key, event.event_id, event.model_dump_json())
+        pipe.expire(key, CALL_TTL)
+        added, _ = pipe.execute()
+        return bool(added)
+
+    def events(self, call_key: str) -> list[CallEvent]:
+        raw = cast(dict[str, str], self.redis.hgetall(self.k("events", call_key)))
+        return [CallEvent.model_validate_json(v) for v in raw.values()]
+
+    def save_record(self, record: CallRecord) -> bool:
+        """Keep the merged record for views; a record of fewer events never replaces one of more."""
+        at = record.last_event_at or record.ended_at or record.started_at
+        pipe = self.redis.pipeline()
+        self._save_record(
+            keys=[self.k("record", record.key)],
+            args=[len(record.event_ids), record.model_dump_json(), CALL_TTL],
+            client=pipe,
+        )
+        pipe.zadd(self.k("calls"), {record.key: at.timestamp() if at else time.time()})
+        pipe.execute()
+        return True
+
+    def record(self, call_key: str) -> CallRecord | None:
+        raw = self.redis.hget(self.k("record", call_key), "json")
+        return CallRecord.model_validate_json(cast(str, raw)) if raw else None
+
+    def recent_calls(self, limit: int = 50) -> list[str]:
+        return cast(list[str], self.redis.zrevrange(self.k("calls"), 0, limit - 1))
+
+    # -- sync coalescing --------------------------------------------------------------------
+    def mark_pending(self, instance: str, call_key: str, ttl: int = 3600) -> bool:
+        """True when no sync is queued yet for this call and instance (the caller enqueues)."""
+        return bool(self.redis.set(self.k("pending", instance, call_key), "1", nx=True, ex=ttl))
+
+    def clear_pending(self, instance: str, call_key: str) -> None:
+        self.redis.delete(self.k("pending", instance, call_key))
+
+    # -- ledger -----------------------------------------------------------------------------
+    def ledger(self, instance: str, call_key: str) -> Ledger:
+        raw = cast(dict[str, str], self.redis.hgetall(self.k("ledger", instance, call_key)))
+        ledger = Ledger()
+        if "activity" in raw:
+            ledger.activity = CrmObjectRef.model_validate_json(raw["activity"])
+        if "customer" in raw:
+            ledger.customer_resolved = True
+            if raw["customer"] != "null":
+                ledger.customer = CustomerRef.model_validate_json(raw["customer"])
+        ledger.version = raw.get("version")
+        ledger.state = raw.get("state")
+        ledger.error = raw.get("error")
+        ledger.synced_at = float(raw["synced_at"]) if "synced_at" in raw else None
+        for name, value in raw.items():
+            if name.startswith("task:"):
+                ledger.tasks[name[5:]] = CrmObjectRef.model_validate_json(value)
+        return ledger
+
+    def ledger_set(self, instance: str, call_key: str, **values: Any) -> None:
+        """Record fields of the ledger. Models are stored as JSON; None as ``null``."""
+        mapping: dict[str, str] = {}
+        for name, value in values.items():
+            if value is None:
+                mapping[name] = "null"
+            elif hasattr(value, "model_dump_json"):
+                mapping[name] = value.model_dump_json()
+            else:
+                mapping[name] = str(value)
+        key = self.k("ledger", instance, call_key)
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping=cast(Any, mapping))
+        pipe.expire(key, CALL_TTL)
+        pipe.execute()
+
+    def ledger_set_task(self, instance: str, call_key: str, rule: str, ref: CrmObjectRef) -> None:
+        self.ledger_set(instance, call_key, **{f"task:{rule}": ref})
+
+    # -- customers and owners -----------------------------------------------------------------
+    def cached_customers(self, instance: str, phone: str) -> list[CustomerRef] | None:
+        raw = self.redis.get(self.k("customers", instance, phone))
+        if raw is None:
+            return None
+        return [CustomerRef.model_validate(c) for c in json.loads(cast(str, raw))]
+
+    def cache_customers(
+        self, instance: str, phone: str, found: list[CustomerRef], ttl: float
+    ) -> None:
+        if ttl > 0:
+            payload = json.dumps([c.model_dump(mode="json") for c in found])
+            self.redis.set(self.k("customers", instance, phone), payload, ex=max(1, int(ttl)))
+
+    def created_customer(self, instance: str, phone: str) -> CustomerRef | None:
+        raw = self.redis.get(self.k("created", instance, phone))
+        return CustomerRef.model_validate_json(cast(str, raw)) if raw else None
+
+    def remember_created_customer(self, instance: str, phone: str, ref: CustomerRef) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(self.k("created", instance, phone), ref.model_dump_json())
+        pipe.delete(self.k("customers", instance, phone))
+        pipe.execute()
+
+    def cached_owner(self, instance: str, email: str) -> str | bool | None:
+        """The cached owner id, ``""`` for a cached miss, False when not cached."""
+        raw = self.redis.get(self.k("owners", instance, email.lower()))
+        return False if raw is None else cast(str, raw)
+
+    def cache_owner(self, instance: str, email: str, owner_id: str | None, ttl: int) -> None:
+        self.redis.set(self.k("owners", instance, email.lower()), owner_id or "", ex=ttl)
+
+    # -- locks ------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, name: str, ttl: float = 60.0) -> Iterator[None]:
+        """Hold ``name`` for at most ``ttl`` seconds, or raise LockBusy at once."""
+        key, token = self.k("lock", name), secrets.token_hex(8)
+        if not self.redis.set(key, token, nx=True, px=int(ttl * 1000)):
+            raise LockBusy(name)
+        try:
+            yield
+        finally:
+            self._release(keys=[key], args=[token])
+
+    # -- dead letters -------------------------------------------------------------------------
+    def dead_letter(self, entry: dict[str, Any]) -> str:
+        """Store a dead letter; entries with the same id replace each other (one per call)."""
+        entry_id = str(entry["id"])
+        pipe = self.redis.pipeline()
+        pipe.hset(self.k("dlq"), entry_id, json.dumps(entry, default=str))
+        pipe.zadd(self.k("dlq", "index"), {entry_id: time.time()})
+        pipe.execute()
+        return entry_id
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        ids = cast(list[str], self.redis.zrange(self.k("dlq", "index"), 0, -1))
+        if not ids:
+            return []
+        raw = cast(list[str | None], self.redis.hmget(self.k("dlq"), ids))
+        return [json.loads(r) for r in raw if r]
+
+    def remove_dead_letter(self, entry_id: str) -> bool:
+        pipe = self.redis.pipeline()
+        pipe.hdel(self.k("dlq"), entry_id)
+        pipe.zrem(self.k("dlq", "index"), entry_id)
+        removed, _ = pipe.execute()
+        return bool(removed)

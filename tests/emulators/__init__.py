@@ -1,0 +1,1 @@
+"""CRM API emulators served over loopback for the connector tests."""

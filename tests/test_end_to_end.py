@@ -1,0 +1,180 @@
+"""End to end with real processes: `acw-sync serve` and `acw-sync worker` on a real Redis.
+
+A signed webhook goes in over HTTP; a sandbox CRM record comes out. The same webhook delivered
+three times gives one activity; a bad signature gives 401 and nothing is enqueued.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from acw_connector_sandbox import SandboxStore
+from tests.helpers import SECRET, generic_body, signed_headers
+
+CONFIG = """
+providers:
+  generic:
+    secret: ${ACW_GENERIC_SECRET}
+connectors:
+  crm:
+    type: sandbox
+    options:
+      path: %(db)s
+    matching:
+      on_none: create
+"""
+
+
+@dataclass
+class Stack:
+    url: str
+    crm: SandboxStore
+    redis: redis.Redis
+    procs: list[subprocess.Popen[bytes]]
+    logs: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(predicate: Any, timeout: float, what: str, stack: Stack | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    logs = ""
+    if stack is not None:
+        logs = "\n".join(p.read_text()[-3000:] for p in stack.logs.glob("*.log"))
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("e2e")
+    db = root / "crm.db"
+    (root / "acw-sync.yaml").write_text(CONFIG % {"db": db})
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    env = {
+        **os.environ,
+        "ACW_BROKER_URL": redis_url,
+        "ACW_CONFIG": str(root / "acw-sync.yaml"),
+        "ACW_DATA_DIR": str(root / "data"),
+        "ACW_GENERIC_SECRET": SECRET,
+        "ACW_LOG_FORMAT": "json",
+    }
+    port = _free_port()
+    procs = []
+    for name, args in (
+        ("server", ["serve", "--port", str(port)]),
+        ("worker", ["worker", "-c", "2"]),
+    ):
+        log = (root / f"{name}.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "acw_sync", *args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    stack = Stack(f"http://127.0.0.1:{port}", SandboxStore(db), client, procs, root)
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"{stack.url}/readyz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    _wait(ready, 30, "the server to be ready", stack)
+    yield stack
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    client.flushdb()
+
+
+def send(stack: Stack, body: bytes, msg_id: str, **kw: Any) -> requests.Response:
+    return requests.post(
+        f"{stack.url}/webhooks/generic",
+        data=body,
+        headers=signed_headers(body, msg_id, **kw),
+        timeout=10,
+    )
+
+
+def activities(stack: Stack, key: str) -> list[dict[str, Any]]:
+    return stack.crm.query("SELECT * FROM activities WHERE key = ?", (key,))
+
+
+def test_signed_webhook_becomes_a_sandbox_activity(stack: Stack) -> None:
+    t0 = datetime.now(UTC) - timedelta(minutes=3)
+    started = generic_body(
+        "e2e-1", "started", direction="inbound", customer_number="+14155550123",
+        started_at=t0.isoformat(), agent={"email": "ana@example.com", "name": "Ana"},
+    )  # fmt: skip
+    ended = generic_body(
+        "e2e-1", "ended", ended_at=(t0 + timedelta(seconds=95)).isoformat(),
+        answered_at=(t0 + timedelta(seconds=5)).isoformat(), outcome="completed",
+        notes=["Asked for a copy of the contract."],
+    )  # fmt: skip
+    assert send(stack, started, "e2e-1-a").status_code == 202
+    assert send(stack, ended, "e2e-1-b").status_code == 202
+    _wait(lambda: activities(stack, "generic:e2e-1"), 20, "the activity", stack)
+    [activity] = activities(stack, "generic:e2e-1")
+    assert activity["direction"] == "inbound" and activity["duration"] == 95
+    assert "Asked for a copy of the contract." in activity["body"]
+    [customer] = stack.crm.query("SELECT * FROM customers WHERE id = ?", (activity["customer_id"],))
+    assert customer["phone_e164"] == "+14155550123" and customer["created_by_acw"] == 1
+
+
+def test_same_webhook_three_times_is_one_activity(stack: Stack) -> None:
+    body = generic_body(
+        "e2e-2", "missed", direction="inbound", customer_number="+14155550124",
+        ended_at=datetime.now(UTC).isoformat(),
+    )  # fmt: skip
+    statuses = [send(stack, body, "e2e-2-once").status_code for _ in range(3)]
+    assert statuses == [202, 200, 200]
+    _wait(
+        lambda: stack.crm.query("SELECT * FROM tasks WHERE key LIKE 'generic:e2e-2#%'"),
+        20,
+        "the task",
+        stack,
+    )
+    time.sleep(1.0)  # give a wrongly enqueued duplicate the chance to show up
+    assert len(activities(stack, "generic:e2e-2")) == 1
+    assert len(stack.crm.query("SELECT * FROM tasks WHERE key LIKE 'generic:e2e-2#%'")) == 1
+
+
+def test_bad_signature_is_401_and_nothing_enqueued(stack: Stack) -> None:
+    body = generic_body("e2e-3", "ended", customer_number="+14155550125")
+    response = send(
+        stack, body, "e2e-3-x", secret="whsec_" + "d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldA=="
+    )
+    assert response.status_code == 401
+    assert response.json()["error"] == "no matching v1 signature"
+    time.sleep(1.0)
+    assert stack.redis.exists("acw:events:generic:e2e-3") == 0
+    assert stack.redis.exists("acw:dedupe:generic:e2e-3-x") == 0
+    assert activities(stack, "generic:e2e-3") == []
