@@ -112,7 +112,7 @@ def call_events(draw: st.DrawFn) -> CallEvent:
     )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(call_events(), min_size=1, max_size=10), st.data())
 def test_any_event_set_merges_the_same_in_any_order_and_repetition(
     events: list[CallEvent], data: st.DataObject
