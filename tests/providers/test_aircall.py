@@ -62,10 +62,11 @@ def test_full_inbound_lifecycle() -> None:
     assert record.customer_number == "+14155550100"
     assert record.line_number == "+14155550199"
     assert record.agent is not None
-    assert (record.agent.id, record.agent.email, record.agent.name) == (
+    assert (record.agent.id, record.agent.email, record.agent.name, record.agent.team) == (
         "123",
         "alice@example.com",
         "Alice Martin",
+        "Tier 1",
     )
     assert record.outcome is CallOutcome.COMPLETED
     assert record.duration == 120  # call.ended's final figure beats call.hungup's 112

@@ -8,7 +8,7 @@ Envelope ``{"resource": "call", "event": "call.ended", "timestamp": <unix s>, "t
 configured token(s) in constant time. There is no replay window (Aircall retries for hours).
 
 Normalisation: the call id is ``data.id``; ``raw_digits`` is the customer, ``number.digits`` the
-line, ``user`` the agent; times are Unix seconds; ``duration`` is seconds and only trusted once
+line, ``user`` the agent (its team: the call's first ``teams`` entry); times are Unix seconds; ``duration`` is seconds and only trusted once
 the call has an ``ended_at`` (Aircall sends 0 before). ``call.hungup`` fires at hang-up and
 ``call.ended`` ~30 s later with the final figures: both end the call, and the later one's values
 win in the merge. Comments become notes (by comment id), tags accumulate; ``call.untagged``
@@ -137,7 +137,7 @@ class AircallProvider(Provider):
                 direction=direction,
                 customer_number=customer,
                 line_number=line,
-                agent=_agent(get_map(data, "user", "data.")),
+                agent=_agent(get_map(data, "user", "data."), data.get("teams")),
                 started_at=started,
                 answered_at=answered,
                 ended_at=ended,
@@ -166,13 +166,18 @@ def _outcome(
     return CallOutcome.MISSED
 
 
-def _agent(user: Mapping[str, Any]) -> Agent | None:
+def _agent(user: Mapping[str, Any], teams: Any) -> Agent | None:
     agent = Agent(
         id=get_str(user, "id", "data.user."),
         email=get_str(user, "email", "data.user."),
         name=get_str(user, "name", "data.user."),
     )
-    return None if agent.is_empty() else agent
+    if agent.is_empty():
+        return None
+    if isinstance(teams, list) and teams and isinstance(teams[0], Mapping):
+        team = teams[0].get("name")
+        agent.team = team if isinstance(team, str) and team else None
+    return agent
 
 
 def _tag_names(tags: Any) -> list[str]:

@@ -149,7 +149,10 @@ class TwilioProvider(Provider):
             if not hmac.compare_digest(body_hash, query["bodySHA256"].lower()):
                 raise SignatureInvalid("body does not match bodySHA256")
         elif request.method.upper() == "POST":
-            params = request.form
+            try:
+                params = request.form
+            except PayloadInvalid:
+                raise SignatureInvalid("body is not form data that can be verified") from None
         urls = _url_variants(request.url)
         given = signature.strip().encode()
         matched = False
