@@ -7,6 +7,7 @@ Fixture payloads are mutated (a leaf replaced by any JSON value, a key dropped) 
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 from urllib.parse import urlencode
 
@@ -95,7 +96,11 @@ def test_mutated_payloads_never_crash_parse(name: str) -> None:
     payloads = load(FIXTURES[name])
     p = provider(name)
 
-    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=int(os.environ.get("ACW_FUZZ_EXAMPLES", "80")),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(st.sampled_from(payloads).flatmap(mutated))
     def check(payload: Any) -> None:
         try:

@@ -177,7 +177,7 @@ class DialpadProvider(Provider):
                 recording_url=recording,
                 transcript=[Utterance(text=transcript_text)] if transcript_text else [],
                 notes=notes,
-                tags=[t for t in data.get("labels") or [] if isinstance(t, str)],
+                tags=_labels(data.get("labels")),
                 raw=data,
             )
         ]
@@ -201,3 +201,9 @@ def _recording_url(details: Any) -> str | None:
         if isinstance(item, Mapping) and isinstance(item.get("url"), str) and item["url"]:
             return str(item["url"])
     return None
+
+
+def _labels(labels: Any) -> list[str]:
+    if not isinstance(labels, list):
+        return []
+    return [label for label in labels if isinstance(label, str)]
