@@ -158,7 +158,7 @@ class DialpadProvider(Provider):
         total = seconds(data, "total_duration", scale=_MS)
         return [
             build_event(
-                event_id=f"{leg}:{state}:{stamp or occurred.isoformat()}",
+                event_id=":".join(p for p in (leg, state, stamp) if p),
                 provider=self.name,
                 call_id=root,
                 type=kind,

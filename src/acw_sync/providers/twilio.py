@@ -228,7 +228,8 @@ class TwilioProvider(Provider):
         machine = answered_by.startswith("machine") or answered_by == "fax"
         fields = self._base(params, raw)
         fields.update(
-            event_id=f"{call_sid}:{status}:{sequence_text if sequence_text is not None else occurred.isoformat()}",
+            # each status happens once per leg; the sequence number tells repeats apart if any
+            event_id=":".join(p for p in (call_sid, status, sequence_text) if p is not None),
             occurred_at=occurred,
             sequence=sequence,
         )

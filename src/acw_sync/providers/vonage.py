@@ -147,7 +147,7 @@ class VonageProvider(Provider):
             )
         at = from_iso(body, "timestamp")
         occurred = event_time(request, at, from_iso(body, "end_time"))
-        stamp = get_str(body, "timestamp") or occurred.isoformat()
+        stamp = get_str(body, "timestamp") or "-"  # ids never depend on when we received it
         if get_str(body, "recording_url"):
             rec = get_str(body, "recording_uuid") or require_str(body, "recording_url")
             return [

@@ -133,7 +133,7 @@ class ZoomProvider(Provider):
             "provider_account": get_str(payload, "account_id", "payload."),
             "raw": body,
         }
-        stamp = get_str(body, "event_ts") or occurred.isoformat()
+        stamp = get_str(body, "event_ts") or "-"  # ids never depend on when we received it
         if event == "phone.recording_completed":
             return self._recordings(obj, base, occurred)
         if event in ("phone.voicemail_received", "phone.voicemail_transcript_completed"):
