@@ -30,7 +30,7 @@ from pydantic import SecretStr
 from acw_sync.errors import PayloadInvalid, SignatureInvalid
 from acw_sync.model import Agent, CallEvent, CallOutcome, Direction, EventType, Note
 from acw_sync.provider import Provider, ProviderConfig, WebhookRequest
-from acw_sync.providers._common import (
+from acw_sync.providers._payload import (
     build_event,
     from_unix,
     get_map,

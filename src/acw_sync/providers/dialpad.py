@@ -31,7 +31,7 @@ from acw_sync.errors import PayloadInvalid, SignatureInvalid
 from acw_sync.model import Agent, CallEvent, CallOutcome, Direction, EventType, Note, Utterance
 from acw_sync.phone import to_e164
 from acw_sync.provider import Provider, ProviderConfig, WebhookRequest
-from acw_sync.providers._common import (
+from acw_sync.providers._payload import (
     build_event,
     event_time,
     from_millis,

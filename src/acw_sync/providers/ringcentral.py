@@ -35,7 +35,7 @@ from pydantic import SecretStr
 from acw_sync.errors import PayloadInvalid, SignatureInvalid
 from acw_sync.model import Agent, CallEvent, CallOutcome, Direction, EventType
 from acw_sync.provider import HandshakeResponse, Provider, ProviderConfig, WebhookRequest
-from acw_sync.providers._common import (
+from acw_sync.providers._payload import (
     build_event,
     event_time,
     from_iso,

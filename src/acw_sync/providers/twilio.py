@@ -54,7 +54,7 @@ from pydantic import SecretStr
 from acw_sync.errors import PayloadInvalid, SignatureInvalid
 from acw_sync.model import Agent, CallEvent, CallOutcome, Direction, EventType, Utterance
 from acw_sync.provider import Provider, ProviderConfig, WebhookRequest
-from acw_sync.providers._common import (
+from acw_sync.providers._payload import (
     build_event,
     event_time,
     from_rfc2822,

@@ -34,7 +34,7 @@ from pydantic import Field, SecretStr
 from acw_sync.errors import PayloadInvalid, SignatureInvalid
 from acw_sync.model import CallEvent, CallOutcome, Direction, EventType
 from acw_sync.provider import Provider, ProviderConfig, WebhookRequest
-from acw_sync.providers._common import (
+from acw_sync.providers._payload import (
     build_event,
     event_time,
     from_iso,

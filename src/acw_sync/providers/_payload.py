@@ -1,4 +1,4 @@
-"""Helpers shared by the built-in provider plugins: reading untrusted payloads, times, ids.
+"""Reading untrusted platform payloads into CallEvent fields: typed getters, times, parties.
 
 Everything here is pure. Readers raise :class:`~acw_sync.errors.PayloadInvalid` naming the field
 (never echoing the body), so a malformed webhook is answered 400 with a useful reason.
