@@ -13,9 +13,10 @@ Normalisation: the call is ``conversation_uuid`` (each leg has its own ``uuid``)
 international); ``timestamp``/``start_time``/``end_time`` are ISO 8601; ``duration`` is a string
 of seconds. An inbound leg reaching ``answered`` only means Vonage answered it (the NCCO runs);
 the call counts as answered when an outbound leg is answered (the customer, or the agent a
-``connect`` action rang). ``busy`` / ``timeout`` / ``unanswered`` / ``cancelled`` / ``rejected``
-/ ``failed`` end the call with busy / no_answer / missed-or-no_answer / abandoned /
-missed / failed; ``machine`` (AMD) marks the call voicemail. ``record`` events
+``connect`` action rang). Terminal statuses give the outcome: ``busy`` busy, ``failed``
+failed, ``rejected`` missed, ``timeout`` / ``unanswered`` no_answer on an outbound leg and missed
+on an inbound one, ``cancelled`` no_answer outbound and abandoned inbound; ``completed`` leaves it
+to the merge (completed if a leg was answered). ``machine`` (AMD) marks the call voicemail. ``record`` events
 (``recording_url``) become ``recording_ready``; ``transcription`` events carry only a URL, kept in
 ``raw``. Vonage has no agent, note or tag concept.
 """
