@@ -94,8 +94,9 @@ def test_stale_iat_and_expired_token_rejected() -> None:
 
 
 def test_missing_or_malformed_authorization_rejected() -> None:
-    with pytest.raises(SignatureInvalid, match="missing"):
+    with pytest.raises(SignatureInvalid, match="missing") as err:
         provider().verify(request(BODY), NOW)
+    assert err.value.status == 503  # Vonage retries an unsigned callback on 5xx, signed
     with pytest.raises(SignatureInvalid, match="not a valid"):
         provider().verify(request(BODY, {"Authorization": "Bearer not.a.jwt"}), NOW)
     with pytest.raises(SignatureInvalid, match="api_key"):

@@ -46,7 +46,7 @@ from acw_sync.providers._payload import (
     seconds,
 )
 
-__all__ = ["VonageConfig", "VonageProvider"]
+__all__ = ["UnsignedCallback", "VonageConfig", "VonageProvider"]
 
 _STATUSES = {
     "started": EventType.STARTED,
@@ -62,6 +62,16 @@ _STATUSES = {
     "transfer": EventType.TRANSFERRED,
 }
 """Other statuses (human, disconnected, input, ...) become ``updated``; ``machine`` below."""
+
+
+class UnsignedCallback(SignatureInvalid):
+    """A callback without a token: refused with 503, not 401.
+
+    Vonage documents that after an internal error its callback service may send an unsigned
+    callback, and that answering 5xx makes it retry (signed). Nothing is enqueued either way.
+    """
+
+    status = 503
 
 
 class VonageConfig(ProviderConfig):
@@ -88,7 +98,7 @@ class VonageProvider(Provider):
         auth = request.header("authorization") or ""
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise SignatureInvalid("missing Authorization: Bearer token")
+            raise UnsignedCallback("missing Authorization: Bearer token (retry signed)")
         claims = self._decode(token.strip(), now)
         if self._api_key is not None and claims.get("api_key") != self._api_key:
             raise SignatureInvalid("token api_key does not match")
