@@ -148,3 +148,40 @@ def test_a_later_event_never_erases_and_notes_tags_accumulate() -> None:
     assert record.recording_url == "https://r/1"
     assert [n.text for n in record.notes] == ["Wants a refund"]
     assert record.tags == ["billing", "vip"]
+
+
+def _event(event_id: str, seconds: int, type_: EventType, **fields: object) -> CallEvent:
+    return CallEvent(
+        event_id=event_id,
+        provider="p",
+        call_id="c",
+        type=type_,
+        occurred_at=T0 + timedelta(seconds=seconds),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_the_first_leg_says_who_the_customer_is() -> None:
+    """A later leg (the agent's mobile rung by a connect/transfer) never becomes the customer."""
+    customer_leg = _event(
+        "in", 0, EventType.STARTED, direction=Direction.INBOUND,
+        customer_number="+441234567890", line_number="+442038297050",
+    )  # fmt: skip
+    agent_leg = _event(
+        "out", 5, EventType.ANSWERED, direction=Direction.OUTBOUND,
+        customer_number="+447700900123", line_number="+442038297050",
+    )  # fmt: skip
+    record = merge_events([agent_leg, customer_leg])
+    assert record.direction is Direction.INBOUND
+    assert record.customer_number == "+441234567890"
+
+
+def test_the_agent_who_answered_wins_and_is_never_mixed_with_another() -> None:
+    answered = _event("a", 5, EventType.ANSWERED, agent=Agent(id="alice"))
+    alice_end = _event("e", 90, EventType.ENDED, agent=Agent(id="alice", email="alice@example.com"))
+    bob_missed_later = _event("m", 95, EventType.UPDATED, agent=Agent(id="bob", name="Bob Stone"))
+    record = merge_events([bob_missed_later, alice_end, answered])
+    assert record.agent == Agent(id="alice", email="alice@example.com")
+    # nobody answered: the agents rung are folded in order
+    rung = merge_events([_event("r1", 1, EventType.RINGING, agent=Agent(id="bob", name="Bob"))])
+    assert rung.agent == Agent(id="bob", name="Bob")
