@@ -4,7 +4,8 @@
     python bench/eval_analyzer.py --split heldout # the held-out split (run only at the end)
     python bench/eval_analyzer.py --split fresh   # a second blind batch, written after tuning
     python bench/eval_analyzer.py --split final   # a third blind batch
-    python bench/eval_analyzer.py --split last    # the fourth, run on the finished analyzer
+    python bench/eval_analyzer.py --split last    # a fourth blind batch
+    python bench/eval_analyzer.py --split check   # the fifth: the finished analyzer, not tuned after
     python bench/eval_analyzer.py --split all -v  # both, listing every mismatch
 
 Prints, per field: outcome (resolution) and sentiment accuracy, categories (mean Jaccard and
@@ -38,7 +39,7 @@ def _local(value: str, zone: ZoneInfo) -> datetime:
 
 
 def load_split(split: str) -> list[dict[str, Any]]:
-    names = ["dev", "heldout", "fresh", "final", "last"] if split == "all" else [split]
+    names = ["dev", "heldout", "fresh", "final", "last", "check"] if split == "all" else [split]
     calls: list[dict[str, Any]] = []
     for name in names:
         calls.extend(json.loads((EVAL_DIR / f"{name}.json").read_text(encoding="utf-8")))
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--split", choices=["dev", "heldout", "fresh", "final", "last", "all"], default="dev"
+        "--split", choices=["dev", "heldout", "fresh", "final", "last", "check", "all"], default="dev"
     )
     parser.add_argument("--calls", type=int, default=1000, help="calls for the timing run")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every mismatch")
