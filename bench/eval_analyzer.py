@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--split", choices=["dev", "heldout", "fresh", "final", "last", "check", "all"], default="dev"
+        "--split",
+        choices=["dev", "heldout", "fresh", "final", "last", "check", "all"],
+        default="dev",
     )
     parser.add_argument("--calls", type=int, default=1000, help="calls for the timing run")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every mismatch")

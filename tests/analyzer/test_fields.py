@@ -597,3 +597,19 @@ def test_sentiment_more(
 def test_scheduled_delivery_is_an_item() -> None:
     result = run_london([("agent", "Your delivery is scheduled for tomorrow between 9 and 11.")])
     assert due_local(result) == [(TaskType.TODO, datetime(2026, 6, 11, 9, 0))]
+
+
+def test_relaying_thanks_is_not_a_hand_over() -> None:
+    result = run_london(
+        [
+            ("customer", "My new glasses are perfect, please thank the optician."),
+            ("agent", "That's so nice to hear, I'll pass it on to her."),
+        ]
+    )
+    assert result.resolution is Resolution.RESOLVED
+    assert result.sentiment is Sentiment.POSITIVE
+
+
+def test_on_site_by_a_time_today() -> None:
+    result = run_london([("agent", "A technician will be on site by 2pm today.")])
+    assert due_local(result) == [(TaskType.TODO, datetime(2026, 6, 10, 14, 0))]

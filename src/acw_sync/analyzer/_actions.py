@@ -206,7 +206,8 @@ def _is_promise(clause: str, segment: Segment, due: DueTime | None = None) -> bo
         if verb in _NOT_FOLLOW_UPS and not _CALL_WORDS.search(clause):
             continue
         if verb == "be" and not re.search(
-            r"\bbe (?:in touch|there|with you|round|over|at your|back (?:to|with) you)\b", clause
+            r"\bbe (?:in touch|there|with you|round|over|at your|on site|onsite|back (?:to|with) you)\b",
+            clause,
         ):
             continue
         if verb == "have" and not re.search(r"\bhave\b.*\bto you\b", clause):

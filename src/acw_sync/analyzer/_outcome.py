@@ -39,7 +39,9 @@ _HANDOVER = re.compile(
     r"\b(?:escalat(?:e|ed|ing)|transferr(?:ed|ing)\s+(?:you|this|it|the call|your call)|"
     r"transfer\s+(?:you|this|it|your call)\b|send(?:ing)?\s+(?:this|it)\s+(?:on\s+)?to\s+(?:my|our|the)\b|"
     r"to\s+(?:my|our|the)\s+(?:\w+\s+)?(?:supervisor|manager|team leader)\b|put(?:ting)? you through to|"
-    r"pass(?:ed|ing)?\s+(?:\w+\s+){0,3}?(?:on\s+)?to\s+(?:my|our|the|a|him|her|them)\b|"
+    # "passed your claim to our fraud team" hands over; "I'll pass it on to her" relays thanks
+    r"pass(?:ed|ing)?\s+(?!(?:it|that|this|the message)\s+on\s+to\b|your (?:thanks|feedback|"
+    r"compliments|comments|kind words)\b)(?:\w+\s+){0,3}?(?:on\s+)?to\s+(?:my|our|the|a|him|her|them)\b|"
     r"(?:need|needs|requires?)\s+(?:\w+\s+)?(?:approval|sign-off|authori[sz]ation)\s+from|"
     r"hand(?:ed|ing)?\s+(?:\w+\s+){0,3}?over\s+to|refer(?:red|ring)?\s+(?:\w+\s+){0,3}?to\s+(?:my|our|the)|"
     r"raised\s+(?:it|this|that|a ticket|a case)\s+with|"

@@ -146,7 +146,6 @@ _NOT_MOOD = (
     "refund",
     "care",
     "well",
-    "kind",
     "wrong",
     "broke",
     "stopped",
