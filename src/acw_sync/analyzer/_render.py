@@ -120,7 +120,7 @@ _COLOURS = {"talk": "#3b82f6", "hold": "#f59e0b", "acw": "#ef4444"}
 
 
 def _svg(rows: Sequence[ReportRow], title: str) -> str:
-    label_w, bar_w, side_w, row_h, top = 190, 460, 300, 34, 78
+    label_w, bar_w, side_w, row_h, top = 190, 460, 340, 34, 78
     width = label_w + bar_w + side_w + 20
     height = top + row_h * max(1, len(rows)) + 40
     longest = max((r.avg_handle or 0.0 for r in rows), default=0.0) or 1.0
@@ -158,7 +158,8 @@ def _svg(rows: Sequence[ReportRow], title: str) -> str:
         rate_colour = "#b91c1c" if row.missed_rate >= 0.2 else "#444"
         parts.append(
             f'<text x="{label_w + bar_w + 100}" y="{y + 17}" fill="{rate_colour}">'
-            f"{row.missed_rate:.0%} of {row.offered} · {row.followups} follow-ups</text>"
+            f"{row.missed_rate:.0%} of {row.offered} · {row.followups} "
+            f"follow-up{'' if row.followups == 1 else 's'}</text>"
         )
     if not rows:
         parts.append(f'<text x="{label_w}" y="{top + 17}">No calls in this period.</text>')
