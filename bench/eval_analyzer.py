@@ -5,7 +5,7 @@
     python bench/eval_analyzer.py --split fresh   # a second blind batch, written after tuning
     python bench/eval_analyzer.py --split final   # a third blind batch
     python bench/eval_analyzer.py --split last    # a fourth blind batch
-    python bench/eval_analyzer.py --split check   # the fifth: the finished analyzer, not tuned after
+    python bench/eval_analyzer.py --split check   # a fifth blind batch (first-run figures in docs)
     python bench/eval_analyzer.py --split all -v  # both, listing every mismatch
 
 Prints, per field: outcome (resolution) and sentiment accuracy, categories (mean Jaccard and
