@@ -83,7 +83,7 @@ def test_rates_for_uses_declared_limits_then_config(tmp_path: Path) -> None:
     plain = SandboxConnector("crm", SandboxConnector.config_model.model_validate(spec.options))
     rates = rates_for(spec, plain)
     assert rates["*"] == Rate(190, 10.0) and rates["x"] == Rate(2, 1.0)
-    assert rates["find_customers"] == Rate(5, 1.0)  # HubSpot's documented search limit
+    assert rates["search"] == Rate(5, 1.0)  # HubSpot's documented search limit
     assert rates_for(spec.model_copy(update={"rate_limit": spec.rate_limit.model_copy(
         update={"enabled": False})}), plain) == {}  # fmt: skip
 
@@ -330,3 +330,26 @@ def test_half_done_delivery_is_accepted_again_not_a_duplicate(
     assert again.status_code == 202 and [e.event_id for e in published] == ["hd-1"]
     third = client.post("/webhooks/generic", content=body, headers=signed_headers(body, "hd-1"))
     assert third.status_code == 200 and len(published) == 1
+
+
+def test_hubspot_connector_gets_the_shared_limiter_per_request(store: StateStore) -> None:
+    from pydantic import SecretStr
+
+    from acw_connector_hubspot import HubSpotConnector
+    from acw_connector_hubspot.config import HubSpotConfig
+    from acw_sync.guard import SharedRequestLimiter
+    from tests.emulators.hubspot import HubSpotEmulator
+
+    emulator = HubSpotEmulator().start()
+    try:
+        emulator.add_private_app_token("pat-test")
+        config = HubSpotConfig(access_token=SecretStr("pat-test"), host=emulator.url, tier=190)
+        connector = HubSpotConnector("hs", config)
+        spec = ConnectorInstance(type="hubspot")
+        assert rates_for(spec, connector) == {"*": Rate(190, 10.0), "search": Rate(4, 1.0)}
+        guarded = guard_connector(connector, spec, Guard(store))
+        assert guarded.find_customers("+14155550100") == []
+        assert isinstance(connector.client.limiter, SharedRequestLimiter)
+        assert store.redis.exists("acw:rate:hs:search")
+    finally:
+        emulator.stop()

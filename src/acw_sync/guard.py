@@ -33,7 +33,14 @@ from acw_sync.parking import Parking
 from acw_sync.ratelimit import KNOWN_LIMITS, Rate, RateLimiter
 from acw_sync.store import StateStore
 
-__all__ = ["GUARDED_OPERATIONS", "Deferred", "Guard", "guard_connector", "rates_for"]
+__all__ = [
+    "GUARDED_OPERATIONS",
+    "Deferred",
+    "Guard",
+    "SharedRequestLimiter",
+    "guard_connector",
+    "rates_for",
+]
 
 log = structlog.get_logger("acw_sync.guard")
 
@@ -75,12 +82,21 @@ def _is_blip(exc: BaseException) -> bool:
 
 
 def rates_for(spec: ConnectorInstance, connector: Connector) -> dict[str, Rate]:
-    """The buckets of one instance: ``*`` for the account, others per operation."""
+    """The buckets of one instance: ``*`` for the account, others per operation or endpoint."""
     settings = spec.rate_limit
     if not settings.enabled:
         return {}
     declared = {k: Rate(*v) for k, v in type(connector).rate_limits.items()}
     rates = declared or dict(KNOWN_LIMITS.get(spec.type, {}))
+    # A connector whose options state the account's tier (HubSpot: ``tier`` requests per 10 s,
+    # ``search_per_second``) knows its limits better than the table.
+    options = connector.config
+    tier = getattr(options, "tier", None)
+    if isinstance(tier, int) and "*" in rates:
+        rates["*"] = Rate(tier, 10.0)
+    search = getattr(options, "search_per_second", None)
+    if isinstance(search, int | float) and "search" in rates:
+        rates["search"] = Rate(max(1, int(search)), 1.0)
     if settings.requests:
         rates["*"] = Rate(settings.requests, settings.per)
     for operation, rate in settings.operations.items():
@@ -118,7 +134,9 @@ class Guard:
                 f"{instance}: circuit open", retry_after=max(0.0, retry_at - now), why="circuit"
             )
         account = spec.rate_limit.account or instance
-        self._throttle(account, operation, rates_for(spec, connector))
+        rates = rates_for(spec, connector)
+        if not self._plug_request_limiter(connector, account, rates):
+            self._throttle(account, operation, rates)
         retrying = Retrying(
             stop=stop_after_attempt(spec.quick_retries + 1),
             wait=wait_random_exponential(multiplier=0.1, max=1.0),
@@ -127,6 +145,8 @@ class Guard:
         )
         try:
             result = retrying(fn, *args, **kwargs)
+        except Deferred:
+            raise  # throttled by our own limiter inside the connector: says nothing of the CRM
         except RateLimited:
             factor = self.limiter.penalize(account, "*")
             log.warning("CRM rate limit hit: slowing down", connector=instance, factor=factor)
@@ -146,22 +166,54 @@ class Guard:
             log.info("circuit closed: CRM answering again", connector=instance)
         return result
 
+    def _plug_request_limiter(
+        self, connector: Connector, account: str, rates: dict[str, Rate]
+    ) -> bool:
+        """Give a connector with a limiter seam (``use_rate_limiter``) the shared limiter, so
+        that every HTTP request, not every operation, is counted. True when it has one."""
+        plug = getattr(connector, "use_rate_limiter", None)
+        if plug is None:
+            return False
+        if getattr(connector, "_acw_shared_limiter", None) is not self:
+            plug(SharedRequestLimiter(self, account, rates))
+            connector._acw_shared_limiter = self  # type: ignore[attr-defined]
+        return True
+
     def _throttle(self, account: str, operation: str, rates: dict[str, Rate]) -> None:
         waited = 0.0
         for bucket in ("*", operation):
             rate = rates.get(bucket)
-            if rate is None:
-                continue
-            while True:
-                wait = self.limiter.try_acquire(account, bucket, rate)
-                if wait <= 0:
-                    break
-                if waited + wait > MAX_INLINE_WAIT:
-                    raise Deferred(
-                        f"{account}: rate limit {rate} spent", retry_after=wait, why="throttled"
-                    )
-                time.sleep(wait)
-                waited += wait
+            if rate is not None:
+                waited = self.take(account, bucket, rate, waited)
+
+    def take(self, account: str, bucket: str, rate: Rate, waited: float = 0.0) -> float:
+        """One request from a bucket, sleeping short waits; the seconds waited so far."""
+        while True:
+            wait = self.limiter.try_acquire(account, bucket, rate)
+            if wait <= 0:
+                return waited
+            if waited + wait > MAX_INLINE_WAIT:
+                raise Deferred(
+                    f"{account}: rate limit {rate} spent", retry_after=wait, why="throttled"
+                )
+            time.sleep(wait)
+            waited += wait
+
+
+class SharedRequestLimiter:
+    """The shared limiter behind a connector's own limiter seam: ``acquire(bucket)`` per HTTP
+    request. The connector's ``burst`` bucket is the account-wide ``*``."""
+
+    def __init__(self, guard: Guard, account: str, rates: dict[str, Rate]) -> None:
+        self.guard = guard
+        self.account = account
+        self.rates = rates
+
+    def acquire(self, bucket: str) -> None:
+        name = "*" if bucket == "burst" else bucket
+        rate = self.rates.get(name)
+        if rate is not None:
+            self.guard.take(self.account, name, rate)
 
 
 class _GuardedConnector:

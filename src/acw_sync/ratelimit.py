@@ -38,9 +38,9 @@ class Rate:
 
 
 KNOWN_LIMITS: dict[str, dict[str, Rate]] = {
-    # Private apps, Free/Starter: 100 requests per 10 s (Professional and up: 190); the CRM
-    # search endpoints have their own limit of about 5 requests per second.
-    "hubspot": {"*": Rate(100, 10.0), "find_customers": Rate(5, 1.0)},
+    # Private apps, Free/Starter: 100 requests per 10 s (Professional and up: 190: the
+    # connector's ``tier`` option); the CRM search endpoints: about 5 requests per second.
+    "hubspot": {"*": Rate(100, 10.0), "search": Rate(5, 1.0)},
     # Salesforce has no per-second limit, only the rolling 24-hour allocation
     # (REQUEST_LIMIT_EXCEEDED -> QuotaExhausted -> the instance is paused).
     "salesforce": {},

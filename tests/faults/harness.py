@@ -47,7 +47,7 @@ connectors:
       failure_threshold: %(threshold)d
       reset_timeout: %(reset)s
       probe_timeout: 5
-"""
+%(extra)s"""
 
 #: Settings that make retries, redelivery and the reconciler act in seconds, not minutes.
 FAST_ENV = {
@@ -187,6 +187,7 @@ def start_stack(
     threshold: int = 5,
     reset: float = 3.0,
     env: dict[str, str] | None = None,
+    extra_connectors: str = "",
 ) -> Stack:
     db = root / "crm.db"
     config = CONFIG % {
@@ -194,6 +195,7 @@ def start_stack(
         "max_attempts": max_attempts,
         "threshold": threshold,
         "reset": reset,
+        "extra": extra_connectors,
     }
     (root / "acw-sync.yaml").write_text(config)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -303,7 +305,18 @@ def audit(stack: Stack, calls: list[Call]) -> Counts:
     for row in stack.crm.query("SELECT key FROM tasks"):
         call_key = str(row["key"]).split("#", 1)[0]
         tasks[call_key] = tasks.get(call_key, 0) + 1
-    dead = {e["call_key"]: e for e in _dead_letters(stack)}
+    return check_invariant(stack, calls, activities, tasks, INSTANCE)
+
+
+def check_invariant(
+    stack: Stack,
+    calls: list[Call],
+    activities: dict[str, int],
+    tasks: dict[str, int],
+    instance: str,
+) -> Counts:
+    """Counts from what one CRM holds: activities and tasks per call key."""
+    dead = {e["call_key"]: e for e in _dead_letters(stack) if e.get("connector") == instance}
     counts = Counts(len(calls))
     for call in calls:
         n_act, n_tasks = activities.get(call.key, 0), tasks.get(call.key, 0)
@@ -347,16 +360,21 @@ def _dead_letters(stack: Stack) -> list[dict[str, Any]]:
     return StateStore(stack.redis).dead_letters()
 
 
-def settle(stack: Stack, calls: list[Call], timeout: float) -> Counts:
+def settle(
+    stack: Stack,
+    calls: list[Call],
+    timeout: float,
+    check: Callable[[Stack, list[Call]], Counts] = audit,
+) -> Counts:
     """Wait until the invariant holds (or ``timeout``); the last audit."""
     deadline = time.monotonic() + timeout
-    counts = audit(stack, calls)
+    counts = check(stack, calls)
     while not counts.ok and time.monotonic() < deadline:
         time.sleep(0.5)
-        counts = audit(stack, calls)
+        counts = check(stack, calls)
     if counts.ok:
         time.sleep(1.5)  # let a wrongly queued duplicate show up before the final count
-        counts = audit(stack, calls)
+        counts = check(stack, calls)
     return counts
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.faults.harness import Stack, make_calls, send_stream, settle, start_stack
+from tests.faults.harness import Stack, make_calls, send_stream, settle, start_stack, wait_for
 
 
 def cli(stack: Stack, *args: str) -> str:
@@ -71,7 +71,8 @@ def test_dead_letters_are_listed_alerted_and_replayed_once(redis_url: str, tmp_p
         configure_broker(stack.redis_url)
         for call in everything:
             enqueue_sync("crm", call.key, time.time(), 0)
-        time.sleep(3)
+        wait_for(lambda: stack.redis.llen("acw") == 0, 30, "the queue to drain", stack)
+        time.sleep(1.0)
         counts = settle(stack, everything, timeout=30)
         assert counts.ok and counts.synced == 8 and counts.activities == 8, counts.line()
 
