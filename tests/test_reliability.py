@@ -353,3 +353,20 @@ def test_hubspot_connector_gets_the_shared_limiter_per_request(store: StateStore
         assert store.redis.exists("acw:rate:hs:search")
     finally:
         emulator.stop()
+
+
+def test_scheduler_never_removes_a_call_parked_again_meanwhile(store: StateStore) -> None:
+    parking = Parking(store)
+    now = time.time()
+    parking.park("crm", "generic:r", now - 1, first_seen=now, attempt=0, reason="circuit")
+
+    def enqueue(instance: str, call_key: str, first_seen: float, attempt: int) -> None:
+        # the sync runs at once, finds the circuit still open and parks the call again
+        parking.park(instance, call_key, now + 60, first_seen=first_seen, attempt=0, reason="c")
+
+    assert Scheduler(store, AppConfig(), enqueue).tick() == 1
+    [again] = parking.entries()
+    assert again.call_key == "generic:r" and again.due == pytest.approx(now + 60)
+    [stale] = [again]
+    parking.park("crm", "generic:r", now + 90, first_seen=now, attempt=0, reason="c")
+    assert not parking.take(stale)  # what was read is not what is stored any more

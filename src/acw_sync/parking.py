@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import structlog
@@ -38,6 +38,16 @@ log = structlog.get_logger("acw_sync.scheduler")
 
 Enqueue = Callable[[str, str, float, int], None]
 """``enqueue(instance, call_key, first_seen, attempt)``: put a ``sync_call`` on the queue."""
+
+_TAKE = """
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+if current == ARGV[2] or (current == false and ARGV[2] == '') then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -55,6 +65,8 @@ class ParkedSync:
     first_seen: float
     attempt: int
     reason: str
+    raw: str = field(default="", compare=False, repr=False)
+    """The stored JSON, so that :meth:`Parking.take` removes exactly what was read."""
 
     @property
     def member(self) -> str:
@@ -67,6 +79,7 @@ class Parking:
     def __init__(self, store: StateStore) -> None:
         self.store = store
         self.redis = store.redis
+        self._take = store.redis.register_script(_TAKE)
 
     def park(
         self,
@@ -79,9 +92,11 @@ class Parking:
         reason: str,
     ) -> None:
         entry = ParkedSync(instance, call_key, due, first_seen, attempt, reason)
+        data = {k: v for k, v in entry.__dict__.items() if k != "raw"}
+        data["parked_at"] = time.time()  # two parkings of one call never look the same
         pipe = self.redis.pipeline()
         pipe.zadd(self.store.k("parked"), {entry.member: due})
-        pipe.hset(self.store.k("parked", "data"), entry.member, json.dumps(entry.__dict__))
+        pipe.hset(self.store.k("parked", "data"), entry.member, json.dumps(data))
         pipe.execute()
 
     def is_parked(self, instance: str, call_key: str) -> bool:
@@ -101,11 +116,18 @@ class Parking:
         found = []
         for member, data in zip(members, raw, strict=True):
             if data:
-                found.append(ParkedSync(**json.loads(data)))
+                fields = json.loads(data)
+                fields.pop("parked_at", None)
+                found.append(ParkedSync(**fields, raw=data))
             else:  # data lost (should not happen): bring it back with what the member says
                 instance, _, call_key = member.partition("|")
                 found.append(ParkedSync(instance, call_key, 0.0, time.time(), 0, "unknown"))
         return found
+
+    def take(self, entry: ParkedSync) -> bool:
+        """Remove ``entry`` if it is still what was read (not parked again meanwhile)."""
+        keys = [self.store.k("parked"), self.store.k("parked", "data")]
+        return bool(self._take(keys=keys, args=[entry.member, entry.raw]))
 
     def remove(self, entry: ParkedSync) -> None:
         pipe = self.redis.pipeline()
@@ -232,9 +254,20 @@ class Scheduler(threading.Thread):
         now = now or time.time()
         enqueued = 0
         for entry in self.parking.entries(until=now):
+            # Take it first, atomically: a sync that ran meanwhile and parked the call again
+            # must not lose its new entry. A crash between the take and the enqueue is
+            # covered by the reconciler.
+            if not self.parking.take(entry):
+                continue
             self.store.mark_pending(entry.instance, entry.call_key, force=True)
-            self.enqueue(entry.instance, entry.call_key, entry.first_seen, entry.attempt)
-            self.parking.remove(entry)
+            try:
+                self.enqueue(entry.instance, entry.call_key, entry.first_seen, entry.attempt)
+            except Exception:
+                self.parking.park(
+                    entry.instance, entry.call_key, now + self.interval,
+                    first_seen=entry.first_seen, attempt=entry.attempt, reason=entry.reason,
+                )  # fmt: skip
+                raise
             enqueued += 1
             log.info(
                 "parked sync re-enqueued",

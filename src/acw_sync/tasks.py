@@ -257,6 +257,8 @@ def _park(  # noqa: PLR0917
     reason: str,
     bound: Any,
 ) -> str:
+    # A little jitter: work parked behind one circuit does not all come back at one instant.
+    due += random.uniform(0, 1.0)
     guard.parking.park(
         instance, call_key, due, first_seen=first_seen, attempt=attempt, reason=reason
     )
