@@ -2,8 +2,15 @@
 
 ``process_event`` merges one event into its call; once the call has ended it enqueues one
 ``sync_call`` per routed connector instance, so one CRM's failure never blocks another.
-``sync_call`` runs :func:`acw_sync.sync.sync_call` and turns connector errors into retries with
-capped, fully jittered exponential backoff, or into dead letters.
+``sync_call`` runs :func:`acw_sync.sync.sync_call` behind the guard (:mod:`acw_sync.guard`:
+pause, circuit breaker, shared rate limit, in-process retries of connection blips) and decides
+what a failure means:
+
+* transient: a Celery retry with capped, fully jittered exponential backoff, never shorter
+  than the CRM's ``Retry-After``;
+* a wait longer than the countdown cap, a paused instance or an open circuit: parked in Redis
+  (:mod:`acw_sync.parking`), re-enqueued by the scheduler thread of the workers when due;
+* permanent, credentials, or attempts/age spent: the dead-letter store.
 
 Delivery is at-least-once: both tasks are idempotent (events are stored by id, CRM writes go
 through the ledger and the connectors' reconciliation by key).
