@@ -23,8 +23,11 @@ import random
 import time
 from typing import Any
 
+import kombu.exceptions
+import redis
 import structlog
 from celery import Celery, Task
+from celery.exceptions import Reject
 from celery.signals import (
     worker_process_init,
     worker_process_shutdown,
@@ -135,7 +138,48 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     return min(delay, MAX_COUNTDOWN)
 
 
-@app.task(name="acw.process_event", bind=True, max_retries=None)
+#: Failures of our own infrastructure (the state Redis, the broker), not of a CRM.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.RedisError,
+    kombu.exceptions.OperationalError,
+    ConnectionError,
+)
+
+
+class StateTask(Task):  # type: ignore[misc]
+    """A task that never lets an infrastructure failure ack its message.
+
+    Celery acknowledges a message whose task raised; if Redis went away mid-task, that would
+    drop the event or the sync. Instead the task waits (bounded) for Redis to answer again and
+    rejects the message with requeue; if even that cannot reach the broker, the message stays
+    unacknowledged and the broker redelivers it after the visibility timeout.
+    """
+
+    #: Seconds to wait for the state Redis before giving the message back.
+    infrastructure_wait = 30.0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except INFRASTRUCTURE_ERRORS as exc:
+            log.warning(
+                "infrastructure unavailable: message given back",
+                task=self.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            _wait_for_state(self.infrastructure_wait)
+            raise Reject(f"infrastructure unavailable: {type(exc).__name__}", requeue=True) from exc
+
+
+def _wait_for_state(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if get_runtime().store.ping():
+            return
+        time.sleep(0.5)
+
+
+@app.task(name="acw.process_event", bind=True, max_retries=None, base=StateTask)
 def process_event(self: Task, event: dict[str, Any]) -> str:
     """Merge one event into its call; enqueue the syncs once the call has ended."""
     runtime = get_runtime()
@@ -166,7 +210,7 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
     return "queued"
 
 
-@app.task(name="acw.sync_call", bind=True, max_retries=None)
+@app.task(name="acw.sync_call", bind=True, max_retries=None, base=StateTask)
 def sync_call(
     self: Task,
     instance: str,

@@ -128,6 +128,7 @@ class Stack:
     env: dict[str, str]
     server: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    started: dict[int, float] = field(default_factory=dict)
     session: requests.Session = field(default_factory=requests.Session)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
@@ -147,6 +148,7 @@ class Stack:
     def start_worker(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
         worker = self._spawn(f"worker-{len(self.workers)}", ["worker", "-c", str(concurrency)])
         self.workers.append(worker)
+        self.started[worker.pid] = time.monotonic()
         return worker
 
     def live_workers(self) -> list[subprocess.Popen[bytes]]:
@@ -387,8 +389,20 @@ def pool_children(worker: subprocess.Popen[bytes]) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+#: Celery gives up a whole worker when a pool process dies while the pool is starting
+#: ("Could not start worker processes"); in production a supervisor restarts it. The test
+#: kills pool processes of running workers only.
+WORKER_WARMUP = 8.0
+
+
 def kill_random_child(stack: Stack, rng: random.Random) -> bool:
-    children = [c for w in stack.live_workers() for c in pool_children(w)]
+    now = time.monotonic()
+    children = [
+        c
+        for w in stack.live_workers()
+        if now - stack.started.get(w.pid, now) > WORKER_WARMUP
+        for c in pool_children(w)
+    ]
     if not children:
         return False
     try:
