@@ -370,3 +370,26 @@ def test_scheduler_never_removes_a_call_parked_again_meanwhile(store: StateStore
     [stale] = [again]
     parking.park("crm", "generic:r", now + 90, first_seen=now, attempt=0, reason="c")
     assert not parking.take(stale)  # what was read is not what is stored any more
+
+
+def test_inbox_republishes_accepted_events_never_stored(store: StateStore) -> None:
+    events = [
+        CallEvent.model_validate(
+            {"event_id": f"in-{i}", "provider": "generic", "call_id": f"c{i}", "type": "ended",
+             "occurred_at": datetime.now(UTC)}
+        )
+        for i in range(3)
+    ]  # fmt: skip
+    store.inbox_add(events)
+    store.add_event(events[0])  # stored, but the worker died before clearing its inbox entry
+    store.inbox_done(events[1].event_id)  # processed normally
+    assert store.inbox_stale(older_than=60) == []
+    republished: list[str] = []
+    scheduler = Scheduler(
+        store, AppConfig(), lambda *a: None, republish=lambda e: republished.append(e.event_id)
+    )
+    scheduler.stale_after = 0.0
+    assert scheduler.redeliver_lost_events() == 1 and republished == ["in-2"]
+    assert store.redis.zcard("acw:inbox:index") == 1  # in-2 stays until a worker stores it
+    store.inbox_done("in-2")
+    assert store.redis.hlen("acw:inbox") == 0

@@ -7,13 +7,14 @@ open circuit, a ``Retry-After`` beyond the countdown cap) is *parked* instead: o
 keeps it across restarts.
 
 :class:`Scheduler` is a thread in every worker's main process; one at a time (a Redis lock)
-re-enqueues parked work when due (enqueue first, then remove: at-least-once, and ``sync_call``
-is idempotent), and every ``reconcile_every`` seconds runs :func:`reconcile`, which re-enqueues
-ended calls whose ledger is not synced ``stale_after`` seconds after their last event: the
-backstop for broker messages lost in a Redis crash and for stuck ``pending`` flags.
+re-enqueues parked work when due (it takes the entry atomically, then enqueues), and every
+``reconcile_every`` seconds runs :func:`reconcile`, which re-enqueues ended calls whose ledger is
+not synced ``stale_after`` seconds after their last event: the backstop for broker messages lost
+in a Redis crash and for stuck ``pending`` flags. In the same round it publishes again the
+accepted events of the ingest's inbox that no worker has stored (their message was lost).
 
 Keys: ``{p}:parked`` (zset), ``{p}:parked:data`` (hash), ``{p}:paused:{instance}``,
-``{p}:lock:scheduler``.
+``{p}:lock:scheduler``; the inbox keys belong to :mod:`acw_sync.store`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, cast
 import structlog
 
 from acw_sync.config import AppConfig
+from acw_sync.model import CallEvent
 from acw_sync.store import StateStore
 
 __all__ = ["Enqueue", "ParkedSync", "Parking", "Scheduler", "reconcile"]
@@ -218,11 +220,18 @@ class Scheduler(threading.Thread):
     ``ACW_RECONCILE_WINDOW`` (6 h: how far back the reconciler looks).
     """
 
-    def __init__(self, store: StateStore, config: AppConfig, enqueue: Enqueue) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        config: AppConfig,
+        enqueue: Enqueue,
+        republish: Callable[[CallEvent], None] | None = None,
+    ) -> None:
         super().__init__(name="acw-scheduler", daemon=True)
         self.store = store
         self.config = config
         self.enqueue = enqueue
+        self.republish = republish
         self.parking = Parking(store)
         self.interval = _env_float("ACW_SCHEDULER_INTERVAL", 1.0)
         self.reconcile_every = _env_float("ACW_RECONCILE_EVERY", 60.0)
@@ -277,6 +286,7 @@ class Scheduler(threading.Thread):
             )
         if now - self._last_reconcile >= self.reconcile_every:
             self._last_reconcile = now
+            enqueued += self.redeliver_lost_events()
             enqueued += reconcile(
                 self.store,
                 self.config,
@@ -286,6 +296,24 @@ class Scheduler(threading.Thread):
                 now=now,
             )
         return enqueued
+
+    def redeliver_lost_events(self) -> int:
+        """Publish again accepted events that no worker stored within ``stale_after``."""
+        if self.republish is None:
+            return 0
+        count = 0
+        for event in self.store.inbox_stale(self.stale_after):
+            if event.event_id in self.store.redis.hkeys(self.store.k("events", event.call_key)):
+                self.store.inbox_done(event.event_id)  # stored after all: only the entry was left
+                continue
+            self.republish(event)
+            count += 1
+            log.warning(
+                "inbox: accepted event never stored, published again",
+                event_id=event.event_id,
+                call_key=event.call_key,
+            )
+        return count
 
 
 def describe(entry: ParkedSync) -> dict[str, Any]:

@@ -214,6 +214,8 @@ def create_app(ingest: Ingest) -> Starlette:
             for event in events:
                 claimed = await anyio.to_thread.run_sync(store.claim, name, event.event_id)
                 (accepted.append(event) if claimed else duplicates.append(event.event_id))
+            # Journal first: a broker message lost after the 202 is published again.
+            await anyio.to_thread.run_sync(store.inbox_add, accepted)
             for event in accepted:
                 await anyio.to_thread.run_sync(ingest.publish, event)
         except Exception as exc:
@@ -222,6 +224,8 @@ def create_app(ingest: Ingest) -> Starlette:
                 await anyio.to_thread.run_sync(
                     lambda: store.release(name, *(e.event_id for e in accepted))
                 )
+                for event in accepted:  # refused: the platform retries, not our inbox
+                    await anyio.to_thread.run_sync(store.inbox_done, event.event_id)
             bound.error("broker unavailable", error=type(exc).__name__)
             return _error(503, "queue unavailable, retry later")
         try:

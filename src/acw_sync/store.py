@@ -18,6 +18,7 @@ Keys (``{p}`` is the prefix, ``acw`` by default):
 ``{p}:owners:{instance}:{email}``          cached agent -> CRM owner id (TTL)
 ``{p}:lock:{name}``                        short mutual-exclusion locks
 ``{p}:dlq`` / ``{p}:dlq:index``            dead letters (hash id -> JSON, zset by time)
+``{p}:inbox`` / ``{p}:inbox:index``       accepted events until a worker stored them (outbox)
 ``{p}:parked`` / ``{p}:parked:data``       parked syncs (zset by due time; :mod:`.parking`)
 ``{p}:paused:{instance}``                  an instance paused until a quota resets
 ``{p}:rate:{account}:{bucket}``            shared rate-limit buckets (:mod:`.ratelimit`)
@@ -135,6 +136,47 @@ class StateStore:
             for d in delivery_ids:
                 pipe.set(self.k("dedupe", provider, d), "1", ex=ttl)
             pipe.execute()
+
+    # -- the inbox: accepted events until a worker has stored them ---------------------------
+    def inbox_add(self, events: list[CallEvent]) -> None:
+        """Journal accepted events before they are published (see :meth:`inbox_stale`)."""
+        if not events:
+            return
+        now = time.time()
+        pipe = self.redis.pipeline()
+        for event in events:
+            pipe.hset(self.k("inbox"), event.event_id, event.model_dump_json())
+            pipe.zadd(self.k("inbox", "index"), {event.event_id: now})
+        pipe.execute()
+
+    def inbox_done(self, event_id: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hdel(self.k("inbox"), event_id)
+        pipe.zrem(self.k("inbox", "index"), event_id)
+        pipe.execute()
+
+    def inbox_stale(self, older_than: float, limit: int = 500) -> list[CallEvent]:
+        """Accepted events no worker has stored after ``older_than`` seconds: their broker
+        message was lost (a Redis crash, a connection reset mid-delivery). Each one returned
+        is re-timed, so it comes back once per ``older_than``."""
+        now = time.time()
+        ids = cast(
+            list[str],
+            self.redis.zrangebyscore(self.k("inbox", "index"), "-inf", now - older_than, 0, limit),
+        )
+        if not ids:
+            return []
+        raw = cast(list[str | None], self.redis.hmget(self.k("inbox"), ids))
+        pipe = self.redis.pipeline()
+        found = []
+        for event_id, data in zip(ids, raw, strict=True):
+            if data is None:
+                pipe.zrem(self.k("inbox", "index"), event_id)
+                continue
+            found.append(CallEvent.model_validate_json(data))
+            pipe.zadd(self.k("inbox", "index"), {event_id: now})
+        pipe.execute()
+        return found
 
     def release(self, provider: str, *delivery_ids: str) -> None:
         if delivery_ids:

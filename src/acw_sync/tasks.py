@@ -195,6 +195,8 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
         event_type=parsed.type.value,
     )
     bound.info("event merged", duplicate=not added, ended=record.ended)
+    # Stored: from here on the reconciler covers the call, the inbox entry is no longer needed.
+    store.inbox_done(parsed.event_id)
     if not record.ended:
         return "merged"
     team = record.agent.team if record.agent else None
@@ -317,6 +319,11 @@ def _park(  # noqa: PLR0917
     return "parked"
 
 
+def republish_event(event: CallEvent) -> None:
+    """Publish an accepted event again (its first message was lost; see the inbox)."""
+    process_event.apply_async(args=[event.model_dump(mode="json")])
+
+
 def enqueue_sync(instance: str, call_key: str, first_seen: float, attempt: int) -> None:
     """Put one ``sync_call`` on the queue (the scheduler, the reconciler, ``dlq replay``)."""
     sync_call.apply_async(
@@ -384,7 +391,7 @@ def _start_scheduler(**_: Any) -> None:
 
     store = StateStore.from_url(state_url())
     _warn_unless_durable(store)
-    _scheduler = Scheduler(store, load_config(), enqueue_sync)
+    _scheduler = Scheduler(store, load_config(), enqueue_sync, republish=republish_event)
     _scheduler.start()
     log.info("scheduler started", interval=_scheduler.interval)
 

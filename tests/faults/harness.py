@@ -218,6 +218,16 @@ def start_stack(
     for _ in range(workers):
         stack.start_worker()
     wait_for(stack.ready, 30, "the server to be ready", stack)
+    # Workers are up when their pools are: every worker has its processes, and a moment more.
+    wait_for(
+        lambda: all(len(pool_children(w)) >= 2 for w in stack.workers),
+        30,
+        "the worker pools",
+        stack,
+    )
+    time.sleep(1.0)
+    for pid in stack.started:
+        stack.started[pid] -= WORKER_WARMUP  # warm now: their pool processes may be killed
     return stack
 
 
@@ -392,7 +402,7 @@ def pool_children(worker: subprocess.Popen[bytes]) -> list[int]:
 #: Celery gives up a whole worker when a pool process dies while the pool is starting
 #: ("Could not start worker processes"); in production a supervisor restarts it. The test
 #: kills pool processes of running workers only.
-WORKER_WARMUP = 8.0
+WORKER_WARMUP = 4.0
 
 
 def kill_random_child(stack: Stack, rng: random.Random) -> bool:

@@ -4,8 +4,10 @@ shared limiter must be the one the HubSpot connector uses for every HTTP request
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -81,27 +83,35 @@ def test_hubspot_emulator_faults_and_a_healthy_sandbox(
     extra = HUBSPOT % {"token": TOKEN, "url": emulator.url}
     stack = start_stack(tmp_path, redis_url, workers=2, extra_connectors=extra)
     check_hs = _hubspot_audit(emulator)
+    stop = threading.Event()
     try:
         calls = make_calls("hs", n)
         injected = {"502": 0, "429": 0, "401": 0, "slow": 0}
+        rng = random.Random(3)
+
+        def chaos() -> None:
+            # Faults spread in time (about one every 0.15 s), whatever the stream's length.
+            while not stop.wait(0.15):
+                kind = rng.choice(["502", "502", "429", "slow"])
+                if kind == "502":
+                    emulator.inject("server_error", 1, status=502)
+                elif kind == "429":
+                    emulator.inject("ten_secondly", 1, retry_after=1.0)
+                else:
+                    emulator.inject("slow", 1, delay=1.5)  # past the 1 s timeout: it lands
+                injected[kind] += 1
 
         def fault(i: int) -> None:
-            if i % 10 == 5:
-                emulator.inject("server_error", 2, status=502)
-                injected["502"] += 2
-            if i % 25 == 12:
-                emulator.inject("ten_secondly", 1, retry_after=1.0)
-                injected["429"] += 1
-            if i % 40 == 20:
-                emulator.inject("slow", 1, delay=1.5)  # past the 1 s timeout: the write lands
-                injected["slow"] += 1
             if i == n // 2:
                 emulator.inject("unauthorized", 1)
                 injected["401"] += 1
 
+        injector = threading.Thread(target=chaos, daemon=True)
+        injector.start()
         t0 = time.monotonic()
         send_stream(stack, [d for c in calls for d in c.bodies], during=fault)
         counts_hs = settle(stack, calls, timeout=150, check=check_hs)  # type: ignore[arg-type]
+        stop.set()
         counts_sb = settle(stack, calls, timeout=30)
         elapsed = time.monotonic() - t0
         report("hubspot", counts_hs, elapsed, f"injected={injected} requests={len(emulator.log)}")
@@ -123,5 +133,6 @@ def test_hubspot_emulator_faults_and_a_healthy_sandbox(
             assert after.ok and after.synced == n, after.line()
         assert audit(stack, calls).ok
     finally:
+        stop.set()
         stack.stop()
         emulator.stop()
