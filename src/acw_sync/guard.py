@@ -35,10 +35,12 @@ from acw_sync.store import StateStore
 
 __all__ = [
     "GUARDED_OPERATIONS",
+    "WRITE_OPERATIONS",
     "Deferred",
     "Guard",
     "SharedRequestLimiter",
     "guard_connector",
+    "in_doubt",
     "rates_for",
 ]
 
@@ -57,6 +59,13 @@ GUARDED_OPERATIONS = frozenset(
 )
 #: Longest rate-limit wait slept inside a task; longer waits give the worker slot back.
 MAX_INLINE_WAIT = 5.0
+#: Operations that write. A write that failed without an HTTP status (a timeout, a reset
+#: connection) is *in doubt*: the CRM may still be processing it, and a retry that searched
+#: for it now would not find it and write it twice. Writes are never retried in-process; the
+#: task waits at least ``IN_DOUBT_DELAY`` before it retries and reconciles.
+WRITE_OPERATIONS = frozenset(
+    {"create_customer", "update_customer", "upsert_call", "upsert_calls", "create_task"}
+)
 
 T = TypeVar("T")
 
@@ -79,6 +88,16 @@ def _is_blip(exc: BaseException) -> bool:
     if not isinstance(exc, RetryableError) or isinstance(exc, RateLimited | Deferred):
         return False
     return exc.retry_after is None or exc.retry_after <= 1.0
+
+
+def in_doubt(exc: ConnectorError) -> bool:
+    """A write that failed with no answer from the CRM: it may still land."""
+    return (
+        isinstance(exc, RetryableError)
+        and not isinstance(exc, Deferred)
+        and exc.status is None
+        and exc.details.get("operation") in WRITE_OPERATIONS
+    )
 
 
 def rates_for(spec: ConnectorInstance, connector: Connector) -> dict[str, Rate]:
@@ -137,14 +156,19 @@ class Guard:
         rates = rates_for(spec, connector)
         if not self._plug_request_limiter(connector, account, rates):
             self._throttle(account, operation, rates)
+        quick = 0 if operation in WRITE_OPERATIONS else spec.quick_retries
         retrying = Retrying(
-            stop=stop_after_attempt(spec.quick_retries + 1),
+            stop=stop_after_attempt(quick + 1),
             wait=wait_random_exponential(multiplier=0.1, max=1.0),
             retry=retry_if_exception(_is_blip),
             reraise=True,
         )
         try:
-            result = retrying(fn, *args, **kwargs)
+            try:
+                result = retrying(fn, *args, **kwargs)
+            except ConnectorError as exc:
+                exc.details.setdefault("operation", operation)
+                raise
         except Deferred:
             raise  # throttled by our own limiter inside the connector: says nothing of the CRM
         except RateLimited:

@@ -45,7 +45,7 @@ from acw_sync.errors import (
     QuotaExhausted,
     RetryableError,
 )
-from acw_sync.guard import Deferred, Guard
+from acw_sync.guard import Deferred, Guard, in_doubt
 from acw_sync.merge import merge_events
 from acw_sync.model import CallEvent
 from acw_sync.parking import Scheduler
@@ -63,6 +63,9 @@ MAX_COUNTDOWN = 300.0
 #: Deferrals this short (a rate-limit window, a circuit about to half-open) are Celery
 #: countdowns; longer ones are parked in Redis and re-enqueued by the scheduler.
 DEFER_INLINE = 10.0
+#: Least wait before retrying a write that got no answer (timeout, reset): a request the CRM is
+#: still processing must land before the retry searches for it by key.
+IN_DOUBT_DELAY = float(os.environ.get("ACW_IN_DOUBT_DELAY", "30"))
 #: Seconds of the first retry; doubles each attempt (full jitter: uniform in [0, delay]).
 BACKOFF_BASE = float(os.environ.get("ACW_BACKOFF_BASE", "2.0"))
 #: How long one sync may hold its call's lock. A worker killed mid-sync leaves the lock until
@@ -263,6 +266,8 @@ def sync_call(
             _dead_letter(instance, call_key, exc, attempt + 1, first_seen)
             return "dead"
         retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
+        if in_doubt(exc):  # the write may still land: give it time before reconciling
+            retry_after = max(retry_after or 0.0, IN_DOUBT_DELAY)
         delay = backoff_delay(attempt, retry_after)
         kwargs["attempt"] = attempt if quota else attempt + 1
         if retry_after is not None and retry_after > MAX_COUNTDOWN:

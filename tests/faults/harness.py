@@ -52,6 +52,7 @@ connectors:
 #: Settings that make retries, redelivery and the reconciler act in seconds, not minutes.
 FAST_ENV = {
     "ACW_BACKOFF_BASE": "0.2",
+    "ACW_IN_DOUBT_DELAY": "3",
     "ACW_VISIBILITY_TIMEOUT": "15",
     "ACW_SYNC_LOCK_TTL": "8",
     "ACW_SCHEDULER_INTERVAL": "0.5",
