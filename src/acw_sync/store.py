@@ -21,6 +21,7 @@ Keys (``{p}`` is the prefix, ``acw`` by default):
 ``{p}:inbox`` / ``{p}:inbox:index``       accepted events until a worker stored them (outbox)
 ``{p}:parked`` / ``{p}:parked:data``       parked syncs (zset by due time; :mod:`.parking`)
 ``{p}:paused:{instance}``                  an instance paused until a quota resets
+``{p}:indoubt:{instance}:{call_key}``      a write got no answer: syncs of the call wait
 ``{p}:rate:{account}:{bucket}``            shared rate-limit buckets (:mod:`.ratelimit`)
 ``{p}:circuit:{instance}``                 circuit breaker state (:mod:`.circuit`)
 =========================================  ======================================================

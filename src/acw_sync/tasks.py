@@ -241,6 +241,12 @@ def sync_call(
     if retry_at is not None:
         return _park(guard, instance, call_key, retry_at, first_seen, attempt, "circuit", bound)
     kwargs: dict[str, Any] = {"first_seen": first_seen, "attempt": attempt}
+    doubt_key = store.k("indoubt", instance, call_key)
+    doubt_ms = int(store.redis.pttl(doubt_key))
+    if doubt_ms > 0:
+        # A write of this call got no answer moments ago, in this chain of retries or another
+        # (a redelivery, the reconciler): let it land before anyone searches for it by key.
+        raise self.retry(countdown=doubt_ms / 1000 + random.random(), kwargs=kwargs)
     try:
         with store.lock(f"sync:{instance}:{call_key}", ttl=SYNC_LOCK_TTL):
             result = run_sync(store, runtime.pool, instance, call_key, guard=guard)
@@ -268,6 +274,7 @@ def sync_call(
         retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
         if in_doubt(exc):  # the write may still land: give it time before reconciling
             retry_after = max(retry_after or 0.0, IN_DOUBT_DELAY)
+            store.redis.set(doubt_key, "1", px=int(IN_DOUBT_DELAY * 1000))
         delay = backoff_delay(attempt, retry_after)
         kwargs["attempt"] = attempt if quota else attempt + 1
         if retry_after is not None and retry_after > MAX_COUNTDOWN:
