@@ -52,7 +52,7 @@ connectors:
 #: Settings that make retries, redelivery and the reconciler act in seconds, not minutes.
 FAST_ENV = {
     "ACW_BACKOFF_BASE": "0.2",
-    "ACW_IN_DOUBT_DELAY": "3",
+    "ACW_IN_DOUBT_DELAY": "2",
     "ACW_VISIBILITY_TIMEOUT": "15",
     "ACW_SYNC_LOCK_TTL": "8",
     "ACW_SCHEDULER_INTERVAL": "0.5",
@@ -386,7 +386,7 @@ def settle(
         time.sleep(0.5)
         counts = check(stack, calls)
     if counts.ok:
-        time.sleep(1.5)  # let a wrongly queued duplicate show up before the final count
+        time.sleep(1.0)  # let a wrongly queued duplicate show up before the final count
         counts = check(stack, calls)
     return counts
 

@@ -151,7 +151,7 @@ def test_every_webhook_three_times_shuffled(n: int, redis_url: str, tmp_path: Pa
 @pytest.mark.parametrize(
     ("n", "outage"),
     [
-        pytest.param(200, 8.0, id="ci"),
+        pytest.param(200, 6.0, id="ci"),
         pytest.param(1000, 60.0, id="long", marks=pytest.mark.slow),
     ],
 )
