@@ -201,3 +201,7 @@ def _dead_letter(instance: str, call_key: str, exc: ConnectorError, attempts: in
         }
     )
     store.ledger_set(instance, call_key, state="dead", error=str(exc))
+
+
+# Log context, metrics, heartbeats and sync stats hang on Celery's signals (connected on import).
+from acw_sync import task_signals as _task_signals  # noqa: E402, F401
