@@ -28,7 +28,7 @@ from typing import Any, cast
 import redis
 
 from acw_sync.config import AppConfig
-from acw_sync.logs import redact
+from acw_sync.logs import mask_phones, redact
 from acw_sync.store import CALL_TTL, StateStore
 
 __all__ = [
@@ -82,7 +82,7 @@ def record_error(
         "at": time.time(),
         "call_key": call_key,
         "reason": reason,
-        "error": redact(error)[:500],
+        "error": mask_phones(redact(error))[:500],
         "outcome": outcome,
     }
     store.redis.set(_k(store, "lasterror", instance), json.dumps(entry), ex=CALL_TTL)
@@ -340,7 +340,9 @@ class CallRow:
     """instance -> {state, activity_url, activity_id, tasks: [{rule, id, url}], error}"""
 
 
-def _sync_cell(store: StateStore, instance: str, call_key: str, queued: bool) -> dict[str, Any]:
+def _sync_cell(
+    store: StateStore, instance: str, call_key: str, queued: bool, mask: Callable[[str], str]
+) -> dict[str, Any]:
     ledger = store.ledger(instance, call_key)
     state = ledger.state or ("queued" if queued else ("writing" if ledger.activity else "-"))
     return {
@@ -352,7 +354,7 @@ def _sync_cell(store: StateStore, instance: str, call_key: str, queued: bool) ->
             {"rule": rule, "id": ref.id, "url": ref.url}
             for rule, ref in sorted(ledger.tasks.items())
         ],
-        "error": redact(ledger.error) if ledger.error else None,
+        "error": mask(redact(ledger.error)) if ledger.error else None,
         "synced_at": ledger.synced_at,
     }
 
@@ -393,7 +395,7 @@ def recent_calls(
                 ended_at=record.ended_at.timestamp() if record.ended_at else None,
                 last_event_at=record.last_event_at.timestamp() if record.last_event_at else None,
                 syncs={
-                    name: _sync_cell(store, name, key, f"{name}|{key}" in pending)
+                    name: _sync_cell(store, name, key, f"{name}|{key}" in pending, mask or str)
                     for name in instances
                 }
                 if record.ended
