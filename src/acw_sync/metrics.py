@@ -325,6 +325,16 @@ class StateCollector:
         for queue, value in (figures.get("queues") or {}).items():
             depth.add_metric([queue], float(value))
         yield depth
+        circuits = GaugeMetricFamily(
+            "acw_circuit_state",
+            "1 for the circuit breaker state each connector instance is in",
+            labels=["connector", "state"],
+        )
+        for instance, state in (figures.get("circuits") or {}).items():
+            if state != "n/a":
+                for candidate in ("closed", "open", "half_open"):
+                    circuits.add_metric([instance, candidate], 1.0 if state == candidate else 0.0)
+        yield circuits
         for name, key, doc in (
             ("acw_queue_unacked", "unacked", "Messages taken by workers and not yet acked"),
             ("acw_dead_letters", "dead_letters", "Entries in the dead-letter store"),

@@ -212,6 +212,7 @@ class StatusReport:
             "workers_alive": len(self.workers),
             "unsynced": self.unsynced,
             "oldest_unsynced_age": (self.oldest_unsynced or {}).get("age", 0.0),
+            "circuits": {c.instance: c.circuit for c in self.connectors},
         }
 
 

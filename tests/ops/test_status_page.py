@@ -152,6 +152,10 @@ def test_figures_on_the_page_and_in_json(
     assert "+14155550142" not in page and "***0142" in page
     assert 'href="https://crm.example.test/activities/' in page
     assert "circuit open for crm" in page
+    metrics = client.get("/metrics").text
+    assert 'acw_circuit_state{connector="crm",state="open"} 1.0' in metrics
+    assert re.search(r"^acw_dead_letters 1\.0$", metrics, re.M)
+    assert re.search(r"^acw_oldest_unsynced_seconds \d", metrics, re.M)
 
 
 def test_metrics_route(
