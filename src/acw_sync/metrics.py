@@ -87,7 +87,8 @@ EVENTS_PROCESSED = Counter(
 SYNCS = Counter(
     "acw_syncs_total",
     "Sync attempts by connector instance and result "
-    "(synced, unchanged, skipped, unresolved, not_ended, unknown_call, retry, dead, error)",
+    "(synced, unchanged, skipped, unresolved, not_ended, unknown_call, parked, retry, dead, "
+    "error)",
     ["connector", "result"],
 )
 SYNC_DURATION = Histogram(

@@ -89,7 +89,9 @@ def _bind_context(
 ) -> None:
     clear_call()
     with _guard("prerun"):
-        attempt = int(getattr(task.request, "retries", 0) or 0) + 1
+        # The task may carry its own count of real failures (deferrals are not attempts).
+        carried = (kwargs or {}).get("attempt") if isinstance(kwargs, dict) else None
+        attempt = int(carried if carried is not None else (task.request.retries or 0)) + 1
         bind_call(task_id=task_id, task=task.name, attempt=attempt)
         bind_call(**call_fields(task.name, args, kwargs))
         _started[task_id] = time.perf_counter()
@@ -157,8 +159,11 @@ def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: 
         # exc when given, else the exception being handled when it was raised.
         cause = getattr(reason, "exc", None) or getattr(reason, "__context__", None)
         instance = fields.get("connector") or "-"
-        if isinstance(cause, LockBusy):
-            metrics.RETRIES.labels(name, instance, "busy").inc()
+        if isinstance(cause, LockBusy) or type(cause).__name__ == "Deferred":
+            # Another worker holds the call, or the guard said wait (pause, open circuit,
+            # rate limit): a retry, but no failed attempt.
+            why = "busy" if isinstance(cause, LockBusy) else "deferred"
+            metrics.RETRIES.labels(name, instance, why).inc()
             return
         why = str(getattr(cause, "reason", None) or type(cause).__name__)
         metrics.RETRIES.labels(name, instance, why).inc()

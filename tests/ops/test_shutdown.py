@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import threading
@@ -142,6 +143,10 @@ def test_no_event_is_lost_when_worker_and_server_stop_mid_stream(stack: Stack) -
     time.sleep(1.0)  # a duplicate would show up now
     rows = stack.crm.query("SELECT key, COUNT(*) AS n FROM activities GROUP BY key")
     assert {r["key"]: r["n"] for r in rows} == dict.fromkeys(expected, 1)
+    # What ops see afterwards: nothing left unsynced, the rate limit as the last error.
+    assert stack.redis.zcard("acw:ops:unsynced") == 0
+    last_error = json.loads(stack.redis.get("acw:ops:lasterror:crm") or "{}")
+    assert last_error["reason"] == "rate_limited" and last_error["outcome"] == "retry"
     worker_log = stack.logs("worker")
     assert worker_log.count('"event": "worker stopped"') == 1  # the first worker, warmly
     # Syncs really were waiting for their retry when the worker stopped: it handed them back.
