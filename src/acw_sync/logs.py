@@ -36,6 +36,7 @@ __all__ = [
     "clear_call",
     "component_levels",
     "configure_logging",
+    "json_lines",
     "mask_phones",
     "redact",
     "register_config_secrets",
@@ -146,6 +147,11 @@ def component_levels(spec: str | None = None) -> dict[str, str]:
     return levels
 
 
+def json_lines() -> bool:
+    """True when logs are JSON lines: ``ACW_LOG_FORMAT=json``, or stderr is not a terminal."""
+    return os.environ.get("ACW_LOG_FORMAT", "").lower() == "json" or not sys.stderr.isatty()
+
+
 def configure_logging(
     level: str | None = None,
     *,
@@ -160,7 +166,7 @@ def configure_logging(
     level_name = (level or os.environ.get("ACW_LOG_LEVEL", "INFO")).upper()
     masking = os.environ.get("ACW_LOG_MASK_PHONES", "1").lower() not in {"0", "false", "no"}
     if json is None:
-        json = os.environ.get("ACW_LOG_FORMAT", "").lower() == "json" or not sys.stderr.isatty()
+        json = json_lines()
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json
@@ -190,6 +196,7 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level_name)
+    logging.captureWarnings(True)  # Python warnings become log lines too (``py.warnings``)
     # Celery and uvicorn add handlers of their own to some loggers; route everything to ours.
     for name in ("celery", "celery.task", "celery.redirected", "uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)

@@ -7,6 +7,7 @@ written by the worker hooks (:mod:`acw_sync.task_signals`):
 
 ==========================================  =================================================
 ``{p}:ops:worker:{hostname}``               a worker's heartbeat (JSON, TTL)
+``{p}:ops:workers``                         zset: worker hostnames by last beat (index)
 ``{p}:ops:syncs:{instance}:{minute}``       hash ok/failed: sync attempts per minute (TTL)
 ``{p}:ops:lasterror:{instance}``            the instance's last sync error (JSON)
 ``{p}:ops:unsynced``                        zset ``instance|call_key`` by first-queued time
@@ -58,12 +59,21 @@ def _k(store: StateStore, *parts: str) -> str:
 
 
 def beat(store: StateStore, hostname: str, info: dict[str, Any]) -> None:
-    payload = {**info, "hostname": hostname, "beat_at": time.time()}
-    store.redis.set(_k(store, "worker", hostname), json.dumps(payload), ex=HEARTBEAT_TTL)
+    """A worker is alive: its heartbeat key (gone TTL seconds after the last beat), and its
+    name in the index readers walk (never a KEYS scan over a production Redis)."""
+    now = time.time()
+    payload = {**info, "hostname": hostname, "beat_at": now}
+    pipe = store.redis.pipeline()
+    pipe.set(_k(store, "worker", hostname), json.dumps(payload), ex=HEARTBEAT_TTL)
+    pipe.zadd(_k(store, "workers"), {hostname: now})
+    pipe.execute()
 
 
 def forget_worker(store: StateStore, hostname: str) -> None:
-    store.redis.delete(_k(store, "worker", hostname))
+    pipe = store.redis.pipeline()
+    pipe.delete(_k(store, "worker", hostname))
+    pipe.zrem(_k(store, "workers"), hostname)
+    pipe.execute()
 
 
 def record_attempt(store: StateStore, instance: str, ok: bool) -> None:
@@ -226,10 +236,14 @@ def circuit_state(store: StateStore, instance: str) -> str:
 
 
 def workers(store: StateStore) -> list[WorkerBeat]:
-    keys = sorted(cast(list[str], store.redis.keys(_k(store, "worker", "*"))))
+    """Workers whose heartbeat is fresh; names whose heartbeat expired leave the index."""
+    index = _k(store, "workers")
+    names = cast(list[str], store.redis.zrange(index, 0, -1))
+    raws = cast(list[str | None], store.redis.mget([_k(store, "worker", n) for n in names]))
     beats = []
-    for raw in cast(list[str | None], store.redis.mget(keys)) if keys else []:
+    for name, raw in zip(names, raws if names else [], strict=False):
         if not raw:
+            store.redis.zrem(index, name)
             continue
         data = json.loads(raw)
         beats.append(

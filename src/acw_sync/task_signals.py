@@ -30,6 +30,7 @@ from celery.signals import (
     task_retry,
     worker_ready,
     worker_shutdown,
+    worker_shutting_down,
 )
 
 from acw_sync import metrics, status
@@ -264,6 +265,14 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
         log.info("worker ready", hostname=hostname, concurrency=pool)
 
 
+def _shutting_down(sig: Any = None, how: Any = None, **_: Any) -> None:
+    log.info(
+        "worker shutting down: running tasks finish, held messages go back to the queue",
+        signal=str(sig),
+        how=str(how),
+    )
+
+
 def _stop_heartbeat(**_: Any) -> None:
     with _guard("worker shutdown"):
         _heartbeat.stop()
@@ -278,6 +287,7 @@ for _signal, _receiver in (
     (after_task_publish, _on_publish),
     (setup_logging, _our_logging),
     (worker_ready, _start_heartbeat),
+    (worker_shutting_down, _shutting_down),
     (worker_shutdown, _stop_heartbeat),
 ):
     _signal.connect(_receiver, weak=False)

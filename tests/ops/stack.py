@@ -129,7 +129,7 @@ class Stack:
             return False
 
     def worker_ready(self) -> bool:
-        return bool(self.redis.keys("acw:ops:worker:*"))
+        return bool(self.redis.zcard("acw:ops:workers"))
 
     def send(self, body: bytes, msg_id: str, timeout: float = 10) -> requests.Response:
         return requests.post(

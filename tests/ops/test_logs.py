@@ -30,6 +30,7 @@ def _fresh_logging() -> Iterator[None]:
     _secrets.clear()
     _secrets.update(saved)
     structlog.reset_defaults()
+    logging.captureWarnings(False)
     logging.getLogger().handlers[:] = []
     for name in ("acw_sync.sync", "celery"):
         logging.getLogger(name).setLevel(logging.NOTSET)

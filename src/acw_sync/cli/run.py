@@ -7,7 +7,7 @@ import os
 import click
 
 from acw_sync.embedded import EmbeddedRedis, broker_url
-from acw_sync.logs import configure_logging
+from acw_sync.logs import configure_logging, json_lines
 
 __all__ = ["COMMANDS"]
 
@@ -71,6 +71,7 @@ def worker(
     configure_broker(_broker())
     app.worker_main(
         [
+            *(["--quiet"] if json_lines() else []),  # no ASCII banner among the JSON lines
             "worker",
             "-Q",
             "acw",
