@@ -106,6 +106,34 @@ def clear_call() -> None:
     structlog.contextvars.unbind_contextvars(*CALL_FIELDS)
 
 
+_REPR_FIELD = re.compile(r"'(event_id|provider|call_id)': '([^'\\]{1,512})'")
+_REPR_SYNC = re.compile(r"^\['([^'\\]{1,128})', '([^'\\]{1,512})'")
+
+
+def _celery_received(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Give Celery's "Task ... received" line (logged by the worker's main process, outside
+    any task context) the call fields, read from the task's argument repr."""
+    data = getattr(event.get("_record"), "data", None)
+    if not isinstance(data, dict) or "call_key" in event or not data.get("id"):
+        return event
+    name, args = str(data.get("name")), str(data.get("args") or "")
+    if name == "acw.sync_call" and (m := _REPR_SYNC.match(args)):
+        event.update(connector=m.group(1), call_key=m.group(2))
+        event.setdefault("provider", m.group(2).partition(":")[0])
+    elif name == "acw.process_event":
+        found: dict[str, str] = {}
+        for key, value in _REPR_FIELD.findall(args):  # the model's own fields come first
+            found.setdefault(key, value)
+        if "event_id" in found:
+            event["event_id"] = found["event_id"]
+        if "provider" in found and "call_id" in found:
+            event.update(
+                provider=found["provider"], call_key=f"{found['provider']}:{found['call_id']}"
+            )
+    event.setdefault("task_id", data["id"])
+    return event
+
+
 def _scrub(value: Any, masking: bool) -> Any:
     if isinstance(value, str):
         value = redact(value)
@@ -174,6 +202,7 @@ def configure_logging(
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _celery_received,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

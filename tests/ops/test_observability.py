@@ -97,6 +97,8 @@ def test_one_call_is_followed_through_the_logs_by_its_id(stack: Stack) -> None:
     synced = next(line for line in story if line["event"] == "sync finished")
     assert synced["connector"] == "crm" and synced["attempt"] == 1 and synced["outcome"] == "synced"
     assert synced["activity_id"]  # the CRM object id is in the story
+    received = [e for e in events if e.startswith("Task acw.") and e.endswith("received")]
+    assert len(received) >= 3  # two events and one sync, logged before any task context
     celery_lines = [
         line for line in worker_lines if str(line.get("logger", "")).startswith("celery")
     ]
