@@ -136,6 +136,9 @@ def ops_routes(
     def report() -> StatusReport:
         return gather_status(store, config, broker)
 
+    def _calls() -> list[Any]:
+        return recent_calls(store, config, RECENT_CALLS, mask=mask_phones)
+
     collector = StateCollector(lambda: report().gauges())
 
     async def in_thread(fn: Callable[[], Any]) -> Any:
@@ -147,9 +150,10 @@ def ops_routes(
             return refused
 
         def render() -> str:
+            figures = report()
             return _env.get_template("status.html").render(
-                report=report(),
-                calls=recent_calls(store, config, RECENT_CALLS, mask=mask_phones),
+                report=figures,
+                calls=_calls() if figures.state_ok else [],
                 connectors=list(config.connectors),
                 refresh=REFRESH_SECONDS,
             )
@@ -162,8 +166,9 @@ def ops_routes(
             return refused
 
         def build() -> dict[str, Any]:
-            calls = recent_calls(store, config, RECENT_CALLS, mask=mask_phones)
-            return {**report().to_dict(), "recent_calls": [c.__dict__ for c in calls]}
+            figures = report()
+            calls = _calls() if figures.state_ok else []
+            return {**figures.to_dict(), "recent_calls": [c.__dict__ for c in calls]}
 
         return JSONResponse(await in_thread(build), headers={"Cache-Control": "no-store"})
 

@@ -197,3 +197,15 @@ def test_status_survives_a_broker_that_is_down(store: StateStore, config: AppCon
     report = gather_status(store, config, BrokerProbe("redis://127.0.0.1:1/0"))
     assert not report.broker_ok and "broker unreachable" in report.problems
     assert json.loads(json.dumps(report.to_dict()))["connectors"][0]["circuit"] in {"n/a", "closed"}
+
+
+def test_page_says_so_when_redis_is_down(
+    config: AppConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACW_ADMIN_TOKEN", TOKEN)
+    dead = StateStore.from_url("redis://127.0.0.1:1/0")
+    client = make_client(dead, config, "redis://127.0.0.1:1/0")
+    page = client.get("/status", headers={"authorization": f"Bearer {TOKEN}"})
+    assert page.status_code == 200
+    assert "broker unreachable" in page.text and "state Redis unreachable" in page.text
+    assert re.search(r"^acw_broker_up 0\.0$", client.get("/metrics").text, re.M)
