@@ -32,12 +32,10 @@ from starlette.routing import Route
 
 from acw_sync.config import AppConfig
 from acw_sync.errors import ConfigError, PayloadTooLarge, WebhookRejected
-from acw_sync.metrics import instrument_webhooks
 from acw_sync.model import CallEvent
 from acw_sync.openapi import openapi_document
 from acw_sync.provider import Provider, WebhookRequest, available_providers
-from acw_sync.status import BrokerProbe
-from acw_sync.status_page import ops_routes
+from acw_sync.status_page import instrument_webhooks, ops_routes
 from acw_sync.store import StateStore
 
 __all__ = ["Ingest", "create_app"]
@@ -219,11 +217,7 @@ def create_app(ingest: Ingest) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
-            *ops_routes(
-                ingest.store,
-                ingest.config,
-                BrokerProbe(ingest.broker_url) if ingest.broker_url else None,
-            ),
+            *ops_routes(ingest.store, ingest.config, ingest.broker_url),
         ],
         exception_handlers={Exception: on_error},
     )

@@ -29,11 +29,11 @@ from starlette.routing import Route
 
 from acw_sync.config import AppConfig
 from acw_sync.logs import mask_phones
-from acw_sync.metrics import StateCollector, scrape_registry
+from acw_sync.metrics import StateCollector, instrument_webhooks, scrape_registry
 from acw_sync.status import BrokerProbe, StatusReport, gather_status, recent_calls
 from acw_sync.store import StateStore
 
-__all__ = ["COOKIE", "ops_routes"]
+__all__ = ["COOKIE", "instrument_webhooks", "ops_routes"]
 
 COOKIE = "acw_admin"
 REFRESH_SECONDS = 5
@@ -121,15 +121,17 @@ def _check(request: Request, token: str | None, html: bool) -> Response | None:
 def ops_routes(
     store: StateStore,
     config: AppConfig,
-    broker: BrokerProbe | None,
+    broker_url: str | None,
     *,
     admin_token: str | None = None,
     metrics_token: str | None = None,
 ) -> list[Route]:
     """The ``/status``, ``/status.json`` and ``/metrics`` routes over this server's state.
 
-    Tokens default to ``ACW_ADMIN_TOKEN`` and ``ACW_METRICS_TOKEN``.
+    ``broker_url`` is read for queue depths (None leaves them empty). Tokens default to
+    ``ACW_ADMIN_TOKEN`` and ``ACW_METRICS_TOKEN``.
     """
+    broker = BrokerProbe(broker_url) if broker_url else None
     admin_token = admin_token or os.environ.get("ACW_ADMIN_TOKEN") or None
     metrics_token = metrics_token or os.environ.get("ACW_METRICS_TOKEN") or None
 

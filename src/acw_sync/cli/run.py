@@ -6,6 +6,7 @@ import os
 
 import click
 
+from acw_sync.cli import ops
 from acw_sync.embedded import EmbeddedRedis, broker_url
 from acw_sync.logs import configure_logging, json_lines
 
@@ -114,4 +115,5 @@ def redis_status() -> None:
         raise SystemExit(1)
 
 
-COMMANDS = [serve, worker, redis]
+# `status` lives with the ops code (acw_sync.cli.ops); listed here to keep one registry.
+COMMANDS = [serve, worker, redis, *ops.COMMANDS]
