@@ -106,6 +106,7 @@ class BusinessCalendar:
 
     def _open_from(self, at: datetime) -> Iterator[tuple[datetime, datetime]]:
         """Open intervals (clipped to start at ``at``) from ``at`` onwards, in order."""
+        at = at.astimezone(UTC)  # same-zone aware arithmetic in Python is wall-clock: avoid it
         day = self.local_date(at) - timedelta(days=1)  # an interval may straddle midnight UTC
         for _ in range(MAX_DAYS_AHEAD):
             for start, end in self.intervals(day):
@@ -117,6 +118,7 @@ class BusinessCalendar:
     # -- instants ----------------------------------------------------------------------------
     def is_open(self, at: datetime) -> bool:
         """True when ``at`` falls inside an opening interval (start inclusive, end exclusive)."""
+        at = at.astimezone(UTC)
         return any(start <= at < end for start, end in self.intervals(self.local_date(at)))
 
     def next_open(self, at: datetime) -> datetime:
@@ -132,6 +134,7 @@ class BusinessCalendar:
         at 17:00 is still due today), never the next morning.
         """
         left = amount
+        at = at.astimezone(UTC)
         for start, end in self._open_from(at):
             if left <= end - start:
                 return start + left
@@ -163,6 +166,7 @@ class BusinessCalendar:
     def end_of_business_day(self, at: datetime) -> datetime:
         """The closing time of the business day ``at`` falls in; if the centre has closed for
         the day (or is closed all day), the closing time of the next business day."""
+        at = at.astimezone(UTC)
         day = self.local_date(at)
         spans = self.intervals(day)
         if spans and spans[-1][1] > at:
@@ -222,10 +226,12 @@ class Due:
     ) -> datetime:
         """The due instant for a call that ended at ``start`` (``promised`` is the caller's)."""
         if self.kind == "relative":
-            return calendar.add(start, self.amount) if business_time else start + self.amount
+            if not business_time:
+                return start.astimezone(UTC) + self.amount
+            return calendar.add(start, self.amount)
         if self.kind == "days":
             if not business_time:
-                return start + timedelta(days=self.days)
+                return start.astimezone(UTC) + timedelta(days=self.days)
             return calendar.add_business_days(start, self.days)
         if self.kind == "next_day":
             return calendar.at_next_business_day(start, self.clock)

@@ -115,6 +115,7 @@ class Leaf(Condition):
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _COMPARE = {"gt": float.__gt__, "ge": float.__ge__, "lt": float.__lt__, "le": float.__le__}
+_COMPARE_ALIASES = {"gte": "ge", "lte": "le", ">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
 
 
 def parse_seconds(value: Any) -> float:
@@ -171,17 +172,18 @@ def _number_leaf(getter: Callable[[CallRecord], float | None]) -> Callable[..., 
                 path, f"{name} expects a comparison such as {{ge: 5m}} or {{lt: 30s, gt: 0}}"
             )
         bounds: list[tuple[Callable[[float, float], bool], float]] = []
-        for op, raw in value.items():
+        for given, raw in value.items():
+            op = _COMPARE_ALIASES.get(str(given), str(given))
             if op not in _COMPARE:
                 close = difflib.get_close_matches(str(op), list(_COMPARE), n=1)
                 hint = f'did you mean "{close[0]}"? ' if close else ""
                 raise ConditionProblem(
-                    (*path, str(op)), f"unknown comparison ({hint}use gt, ge, lt or le)"
+                    (*path, op), f"unknown comparison ({hint}use gt, ge, lt or le)"
                 )
             try:
                 bounds.append((_COMPARE[op], parse_seconds(raw)))
             except ValueError as exc:
-                raise ConditionProblem((*path, op), str(exc)) from None
+                raise ConditionProblem((*path, str(given)), str(exc)) from None
 
         def test(facts: Facts) -> Truth:
             seen = getter(facts.call)
