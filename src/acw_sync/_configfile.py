@@ -119,6 +119,7 @@ def _substitute(value: Any, env: Mapping[str, str], path: Path_, problems: _Prob
                 try:
                     out[k[: -len("_file")]] = Path(sub).read_text().strip()
                 except OSError as exc:
+                    out[k[: -len("_file")]] = ""  # reported here; not again as "missing"
                     problems.add(
                         (*path, k),
                         f"cannot read secret file {sub}: {exc.strerror} "
@@ -204,6 +205,14 @@ def _describe(err: Any, path: Path_, root: type[BaseModel], depth: int = 0) -> s
         return "must be a list (- item lines, or [a, b])"
     if kind in ("string_type",):
         return "must be text (quote it if YAML reads it as a number or date)"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{msg[0].lower()}{msg[1:]} (change the value)"
+    if kind in ("too_short", "too_long"):
+        return f"{msg[0].lower()}{msg[1:]}"
+    if kind.startswith(("date_", "datetime_")):
+        return f"{msg[0].lower()}{msg[1:]} (write a date as YYYY-MM-DD)"
+    if kind == "string_pattern_mismatch" and path and path[-1] == "id":
+        return "must be lower-case letters, digits, - and _ (for example callback-missed)"
     if kind in ("template", "due", "condition", "duplicate"):
         return str(ctx.get("reason") or msg)
     if kind == "value_error":
@@ -211,11 +220,22 @@ def _describe(err: Any, path: Path_, root: type[BaseModel], depth: int = 0) -> s
     return f"{msg[0].lower()}{msg[1:]}"
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit timestamps: dates stay text for pydantic to check (with a line)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _structure(data: dict[str, Any], problems: _Problems) -> AppConfig | None:
     try:
         return AppConfig.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
+        errors = exc.errors(include_url=False)
+        for err in errors:
             ctx = err.get("ctx") or {}
             loc = [*err["loc"], *ctx.get("path", ())] if "path" in ctx else list(err["loc"])
             keep_last = err["type"] in ("missing", "extra_forbidden")
@@ -333,8 +353,8 @@ def read_config(file: Path) -> AppConfig:
         )
     text = file.read_text()
     try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_Loader)
+        raw = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

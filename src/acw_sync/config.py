@@ -279,6 +279,16 @@ class CreateTask(_Strict):
     owner: Literal["agent", "team_lead"] | TaskOwner = "agent"
     """agent: the call's agent; team_lead: ``owners.team_leads`` of the agent's team; or a
     fixed ``{user: ID}`` / ``{queue: ID}``."""
+
+    @field_validator("owner", mode="before")
+    @classmethod
+    def _owner_form(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ("agent", "team_lead"):
+            raise ValueError(
+                f"{value!r} is not an owner (write agent, team_lead, {{user: ID}} or {{queue: ID}})"
+            )
+        return value
+
     due: DueText = "+1h"
     business_time: bool = True
     """Count relative due times in business hours (false: wall-clock time)."""

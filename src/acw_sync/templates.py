@@ -253,6 +253,11 @@ def _unknown(path: list[str], names: Mapping[str, Any]) -> str | None:
         if part == "*" and "*" in shape:
             shape = shape["*"]
             continue
+        if part not in shape and list(shape) == ["*"]:
+            return (
+                f"{'.'.join(walked)} is a list and has no field {part!r} (loop over it, or use "
+                "a filter such as | join(', ') or | first)"
+            )
         if part not in shape:
             options = [k for k in shape if k != "*"]
             close = difflib.get_close_matches(part, options, n=1)
@@ -279,6 +284,21 @@ def check_template(source: str, *, names: tuple[str, ...] = tuple(FIELDS)) -> No
             raise TemplateProblem(
                 f"template reaches for {attr!r}: only the call's fields may be used "
                 "(templates are sandboxed)"
+            )
+    for const in tree.find_all(nodes.Const):
+        if isinstance(const.value, str) and "__" in const.value:
+            raise TemplateProblem(
+                f"template names {const.value!r}: only the call's fields may be used "
+                "(templates are sandboxed)"
+            )
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        table = env.filters if isinstance(node, nodes.Filter) else env.tests
+        if node.name not in table:
+            close = difflib.get_close_matches(node.name, list(table), n=1)
+            hint = f'did you mean "{close[0]}"? ' if close else ""
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            raise TemplateProblem(
+                f"no {kind} named {node.name!r} in templates ({hint}see docs/config.md)"
             )
     local = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     allowed = {k: FIELDS[k] for k in names}
