@@ -1,0 +1,109 @@
+"""``acw-sync map --dry-run``: golden output per connector type, and the CLI around it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from acw_sync.cli import main
+from acw_sync.cli.mapping import dry_run, read_events
+from acw_sync.config import load_config
+from acw_sync.connector import available_connectors
+
+DATA = Path(__file__).parent / "data" / "dryrun"
+EVENTS = ("missed", "voicemail", "promised")
+
+#: Options that make each connector type constructible without a CRM (nothing is called).
+OPTIONS: dict[str, dict[str, Any]] = {
+    "sandbox": {},
+    "salesforce": {
+        "auth": "token",
+        "instance_url": "https://acme.my.salesforce.com",
+        "access_token": "00D-dry-run-token",
+    },
+    "hubspot": {"access_token": "pat-dry-run-token", "portal_id": 1234},
+}
+
+
+def write_config(tmp_path: Path, kind: str) -> Path:
+    data = yaml.safe_load((DATA / "acw-sync.yaml").read_text())
+    options = dict(OPTIONS[kind])
+    if kind == "sandbox":
+        options["path"] = str(tmp_path / "sandbox.db")
+    data["connectors"]["crm"].update(type=kind, options=options)
+    path = tmp_path / "acw-sync.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(OPTIONS))
+def test_dry_run_golden(kind: str, tmp_path: Path) -> None:
+    if kind not in available_connectors():
+        pytest.skip(f"the {kind} connector is not installed on this branch")
+    config = load_config(write_config(tmp_path, kind))
+    got = ""
+    for name in EVENTS:
+        events, analysis = read_events((DATA / f"{name}.json").read_text())
+        got += f"# {name}.json\n" + dry_run(config, events, analysis=analysis)
+    got = got.replace(str(tmp_path), "<tmp>")
+    expected = DATA / f"{kind}.expected"
+    if os.environ.get("ACW_UPDATE_GOLDEN"):
+        expected.write_text(got)
+    assert got == expected.read_text()
+    if kind == "sandbox":  # nothing was written: the sandbox CRM is still empty
+        from acw_connector_sandbox import SandboxStore
+
+        dump = SandboxStore(tmp_path / "sandbox.db").dump()
+        assert all(rows == [] for rows in dump.values())
+
+
+def test_map_cli(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "sandbox")
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["map", "--dry-run", str(DATA / "missed.json"), "--config", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "create task (rule callback-missed), due 2026-03-09 13:59 UTC = Mon 09 Mar 09:59"
+        in result.output
+    )
+    assert "by phone ***0199" in result.output and "+16285550199" in result.output
+    refused = runner.invoke(main, ["map", str(DATA / "missed.json"), "--config", str(path)])
+    assert refused.exit_code == 2 and "--dry-run" in refused.output
+    unknown = runner.invoke(
+        main,
+        ["map", "--dry-run", str(DATA / "missed.json"), "--config", str(path), "--connector", "x"],
+    )
+    assert unknown.exit_code == 1 and "no connector instance 'x'" in unknown.output
+
+
+def test_config_check_and_show_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEN_SECRET", "whsec_c2VjcmV0LXRoYXQtbXVzdC1ub3Qtc2hvdw==")
+    path = tmp_path / "acw-sync.yaml"
+    path.write_text(
+        "providers:\n  generic: {secret: '${GEN_SECRET}'}\n"
+        "connectors:\n  crm:\n    type: sandbox\n"
+        f"    options: {{path: {tmp_path}/crm.db, api_token: tok-must-not-show}}\n"
+    )
+    runner = CliRunner()
+    ok = runner.invoke(main, ["config", "check", str(path)])
+    assert ok.exit_code == 0 and ": ok (1 connector instance(s)" in ok.output
+    shown = runner.invoke(main, ["config", "show", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert "must-not-show" not in shown.output and "c2VjcmV0" not in shown.output
+    assert "api_token: '**********'" in shown.output and "id: callback-missed" in shown.output
+    path.write_text("connectors:\n  crm:\n    typ: sandbox\n")
+    bad = runner.invoke(main, ["config", "check", str(path)])
+    assert bad.exit_code == 1
+    assert f"{path}:3: connectors.crm.typ: unknown key" in bad.output
+    assert "connectors.crm.type: required key is missing" in bad.output
+    assert "2 problems found" in bad.output
+    monkeypatch.setenv("ACW_CONFIG", str(path))
+    listed = runner.invoke(main, ["connectors", "list"])
+    assert listed.exit_code == 1 and "unknown key" in listed.output
