@@ -138,6 +138,9 @@ def render(source: str, context: Mapping[str, Any]) -> str:
         return str(_compile(source).render(**context))
     except TemplateError as exc:
         raise TemplateProblem(f"template failed: {exc.message or exc}") from None
+    except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+        # Data the sample did not have (None where a number was expected...).
+        raise TemplateProblem(f"template failed on this call's data: {exc}") from None
 
 
 def render_mapping(
@@ -301,6 +304,7 @@ def check_template(source: str, *, names: tuple[str, ...] = tuple(FIELDS)) -> No
                 f"no {kind} named {node.name!r} in templates ({hint}see docs/config.md)"
             )
     local = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    local |= {"loop", "caller", "varargs", "kwargs"}  # Jinja's own names in loops and macros
     allowed = {k: FIELDS[k] for k in names}
     for node in tree.find_all((nodes.Name, nodes.Getattr, nodes.Getitem)):
         path = _path(node)
