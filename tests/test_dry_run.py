@@ -107,3 +107,14 @@ def test_config_check_and_show_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("ACW_CONFIG", str(path))
     listed = runner.invoke(main, ["connectors", "list"])
     assert listed.exit_code == 1 and "unknown key" in listed.output
+
+
+def test_the_example_config_passes_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ACW_GENERIC_SECRET", "whsec_ZXhhbXBsZQ==")
+    monkeypatch.setenv("ACW_SANDBOX_DB", str(tmp_path / "sandbox.db"))
+    monkeypatch.setenv("ACW_ESCALATIONS_DB", str(tmp_path / "escalations.db"))
+    example = Path(__file__).parent.parent / "examples" / "acw-sync.yaml"
+    result = CliRunner().invoke(main, ["config", "check", str(example)])
+    assert result.exit_code == 0, result.output
+    config = load_config(example)
+    assert config.routes_for("generic", None, None, "support") == ["sandbox", "escalations"]
