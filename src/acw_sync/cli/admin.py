@@ -120,7 +120,18 @@ def connectors_list() -> None:
     installed = available_connectors()
     click.echo("installed plugins:")
     for name, cls in sorted(installed.items()):
-        click.echo(f"  {name:<12} {cls.__module__}.{cls.__qualname__}")
+        caps = cls.capabilities
+        can = [
+            label
+            for label, ok in (
+                ("create customers", caps.create_customer),
+                ("update customers", caps.update_customer),
+                ("owner look-up", caps.owner_lookup),
+                ("external ids", caps.external_ids),
+            )
+            if ok
+        ]
+        click.echo(f"  {name:<12} {cls.__module__}.{cls.__qualname__}  ({', '.join(can) or 'basic'})")
     click.echo("configured instances:")
     try:
         loaded = load_config()

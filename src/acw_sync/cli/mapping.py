@@ -158,9 +158,8 @@ def _instance_report(
     out = [f"-> {instance} ({spec.type})"]
     matching = spec.matching
     if record.customer_number:
-        objects = ", ".join(matching.objects) if matching.objects else "connector default objects"
         out.append(
-            f"  customer: would search {objects} by phone {mask(record.customer_number)}; "
+            f"  customer: would search by phone {mask(record.customer_number)}; "
             f"none found: {matching.on_none}; several: {matching.on_many}"
         )
     else:
