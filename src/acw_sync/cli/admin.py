@@ -131,7 +131,9 @@ def connectors_list() -> None:
             )
             if ok
         ]
-        click.echo(f"  {name:<12} {cls.__module__}.{cls.__qualname__}  ({', '.join(can) or 'basic'})")
+        click.echo(
+            f"  {name:<12} {cls.__module__}.{cls.__qualname__}  ({', '.join(can) or 'basic'})"
+        )
     click.echo("configured instances:")
     try:
         loaded = load_config()
