@@ -8,7 +8,8 @@ Required: :meth:`Connector.find_customers`, :meth:`Connector.upsert_call`,
 :meth:`Connector.create_task`, :meth:`Connector.check`, and the pure mapping pair
 :meth:`Connector.preview_call` / :meth:`Connector.preview_task` (used by ``map --dry-run``).
 Optional, declared in :class:`Capabilities`: creating customers, updating customer fields,
-owner look-up by agent email, batch writes.
+owner look-up by agent email, batch writes (:meth:`Connector.upsert_calls`, which by default
+writes one call at a time).
 
 Idempotency: every write carries a deterministic ``key`` (``CallRecord.key`` for the activity,
 ``FollowUp.key`` for a task). The core passes the object id it recorded in its ledger as
@@ -24,17 +25,18 @@ library exception.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from acw_sync.errors import ConfigError
+from acw_sync.errors import ConfigError, ConnectorError
 from acw_sync.model import Agent, CallRecord, CrmObjectRef, CustomerRef, FollowUp
 
 __all__ = [
+    "CallWrite",
     "Capabilities",
     "Check",
     "Connector",
@@ -83,6 +85,18 @@ class WritePreview:
     operation: str
     fields: Mapping[str, Any]
     associations: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CallWrite:
+    """One call activity write of a batch: the arguments of :meth:`Connector.upsert_call`."""
+
+    call: CallRecord
+    key: str
+    customer: CustomerRef | None = None
+    owner_id: str | None = None
+    existing: CrmObjectRef | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Connector(abc.ABC):
@@ -168,6 +182,31 @@ class Connector(abc.ABC):
     def find_owner(self, agent: Agent) -> str | None:
         """The CRM owner/user id of ``agent`` (usually by email), or None."""
         return None
+
+    def upsert_calls(self, items: Sequence[CallWrite]) -> list[CrmObjectRef | ConnectorError]:
+        """Write many call activities; one result per item, in order.
+
+        Callers pass at most ``capabilities.batch_size`` items. A record the CRM rejects is
+        returned as its error in place, so one bad record does not fail the others; a failure
+        of the whole request (rate limit, outage, credentials) may be raised instead. This
+        default writes the items one at a time.
+        """
+        results: list[CrmObjectRef | ConnectorError] = []
+        for item in items:
+            try:
+                results.append(
+                    self.upsert_call(
+                        item.call,
+                        key=item.key,
+                        customer=item.customer,
+                        owner_id=item.owner_id,
+                        existing=item.existing,
+                        fields=item.fields,
+                    )
+                )
+            except ConnectorError as exc:
+                results.append(exc)
+        return results
 
     def close(self) -> None:
         """Release connections. Called when a worker shuts down."""

@@ -7,12 +7,22 @@ events concurrently and at-least-once.
 
 Folding rules:
 
-* scalar facts (numbers, agent fields, times, disposition, recording): a later event's value
-  replaces an earlier one, but a missing value never erases a known one;
+* who called whom (``direction``, ``customer_number``, ``line_number``, account) is taken from
+  the earliest event that says it: a call's first leg defines it, and a later leg (the agent a
+  Vonage ``connect`` or a transfer rang) must not turn the agent into the customer;
+* measurements and references (durations, disposition, recording): a later event's value
+  replaces an earlier one (Aircall's ``call.ended`` brings final figures ~30 s after
+  ``call.hungup``), but a missing value never erases a known one;
+* the agent: fields accumulate, later values win, and the agent of an ``answered`` event wins
+  over agents that were only rung (a queue member's "missed" leg may arrive after the pickup);
 * ``started_at``/``answered_at`` keep the earliest value seen, ``ended_at`` the latest;
-* notes and tags accumulate without duplicates (a tag removed later is dropped);
+* notes and tags accumulate without duplicates; ``removed_tags`` drop a tag, and an event with
+  ``tags_complete`` drops every tag it does not list (both in event order);
 * the transcript is the longest one received;
 * the outcome: voicemail wins; an answered call is completed; else the latest terminal outcome.
+
+Two events with the same ``event_id`` are one event; if their contents differ, the one whose
+JSON sorts last is kept, so the choice does not depend on arrival order.
 """
 
 from __future__ import annotations
@@ -45,7 +55,11 @@ def merge_events(events: Iterable[CallEvent]) -> CallRecord:
     """Merge the events of one call. Raises ValueError for an empty or mixed set."""
     unique: dict[str, CallEvent] = {}
     for event in events:
-        unique.setdefault(event.event_id, event)
+        known = unique.get(event.event_id)
+        if known is None or (
+            known is not event and event.model_dump_json() > known.model_dump_json()
+        ):
+            unique[event.event_id] = event
     ordered = sorted(unique.values(), key=order_key)
     if not ordered:
         raise ValueError("no events to merge")
@@ -59,18 +73,15 @@ def merge_events(events: Iterable[CallEvent]) -> CallRecord:
         provider=first.provider,
         call_id=first.call_id,
     )
-    agent: dict[str, str] = {}
+    agents: list[tuple[bool, Agent]] = []
     notes: dict[str, Note] = {}
     tags: dict[str, None] = {}
     answered = False
     voicemail = False
     terminal_outcome: CallOutcome | None = None
 
+    identity_fields = ("provider_account", "direction", "customer_number", "line_number")
     scalar_fields = (
-        "provider_account",
-        "direction",
-        "customer_number",
-        "line_number",
         "duration",
         "talk_time",
         "hold_time",
@@ -79,6 +90,10 @@ def merge_events(events: Iterable[CallEvent]) -> CallRecord:
         "recording_url",
     )
     for event in ordered:
+        for name in identity_fields:
+            value = getattr(event, name)
+            if value is not None and value != "" and getattr(record, name) is None:
+                setattr(record, name, value)
         for name in scalar_fields:
             value = getattr(event, name)
             if value is not None and value != "":
@@ -91,12 +106,12 @@ def merge_events(events: Iterable[CallEvent]) -> CallRecord:
             record.answered_at = event.answered_at
         if event.ended_at and (record.ended_at is None or event.ended_at > record.ended_at):
             record.ended_at = event.ended_at
-        if event.agent is not None:
-            for k, v in event.agent.model_dump(exclude_none=True).items():
-                if v:
-                    agent[k] = v
+        if event.agent is not None and not event.agent.is_empty():
+            agents.append((event.type is EventType.ANSWERED, event.agent))
         for note in event.notes:
             notes.setdefault(note.identity, note)
+        if event.tags_complete:
+            tags = {t: None for t in tags if t in event.tags}
         for tag in event.tags:
             tags.setdefault(tag, None)
         for tag in event.removed_tags:
@@ -127,7 +142,7 @@ def merge_events(events: Iterable[CallEvent]) -> CallRecord:
     if record.duration is None and record.started_at and record.ended_at:
         record.duration = max(0.0, (record.ended_at - record.started_at).total_seconds())
 
-    record.agent = Agent(**agent) if agent else None
+    record.agent = _merge_agents(agents)
     record.notes = sorted(notes.values(), key=_note_order)
     record.tags = list(tags)
     record.event_ids = sorted(unique)
@@ -137,3 +152,32 @@ def merge_events(events: Iterable[CallEvent]) -> CallRecord:
 
 def _note_order(note: Note) -> tuple[str, str]:
     return (note.created_at.isoformat() if note.created_at else "", note.identity)
+
+
+def _merge_agents(agents: list[tuple[bool, Agent]]) -> Agent | None:
+    """Fold the agents of the ordered events; the agent who answered beats those only rung.
+
+    When an agent answered, only events naming that same agent (by id or email) contribute, so
+    fields of two people are never mixed into one.
+    """
+    answering = [a for answered, a in agents if answered]
+    chosen = [a for _, a in agents]
+    if answering:
+        last = answering[-1]
+        chosen = [a for a in chosen if _same_agent(a, last)]
+    fields: dict[str, str] = {}
+    for agent in chosen:
+        for k, v in agent.model_dump(exclude_none=True).items():
+            if v:
+                fields[k] = v
+    return Agent(**fields) if fields else None
+
+
+def _same_agent(a: Agent, b: Agent) -> bool:
+    if a.id and b.id:
+        return a.id == b.id
+    if a.email and b.email:
+        return a.email.lower() == b.email.lower()
+    if a.name and b.name:
+        return a.name == b.name
+    return False

@@ -231,7 +231,10 @@ class CallEvent(_Model):
     notes: list[Note] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     removed_tags: list[str] = Field(default_factory=list)
-    """Tags the platform reports as removed (Aircall ``call.untagged``)."""
+    """Tags the platform reports as removed."""
+    tags_complete: bool = False
+    """True when ``tags`` is the platform's whole current tag set (Aircall ``call.untagged``
+    sends the call with its remaining tags): merged tags missing from it were removed."""
 
     raw: dict[str, Any] = Field(default_factory=dict)
 

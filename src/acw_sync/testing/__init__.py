@@ -10,6 +10,12 @@ Usage, in a connector's test module::
             return MyCrmHarness(tmp_path)   # a ConnectorHarness for your CRM (emulator)
 """
 
-from acw_sync.testing.conformance import ConnectorConformance, ConnectorHarness, sample_call
+from acw_sync.testing.conformance import (
+    ConnectorConformance,
+    ConnectorHarness,
+    Fault,
+    sample_call,
+    sample_followup,
+)
 
-__all__ = ["ConnectorConformance", "ConnectorHarness", "sample_call"]
+__all__ = ["ConnectorConformance", "ConnectorHarness", "Fault", "sample_call", "sample_followup"]

@@ -4,7 +4,11 @@ A connector passes when, against its CRM (or a faithful emulator of it):
 
 * the same call synced twice gives one activity, even when the ledger lost the first write;
 * a late recording or note updates that same activity;
-* each follow-up task is created once, however often it is asked for;
+* each follow-up task is created once, however often it is asked for, and a task the ledger
+  knows is returned unchanged;
+* a batch write (:meth:`~acw_sync.connector.Connector.upsert_calls`) answers one result per
+  item and is as idempotent as single writes;
+* a customer created for an unknown number is created once per key;
 * customers are found by phone whatever format the CRM stores the number in;
 * a rate-limit answer surfaces as :class:`~acw_sync.errors.RateLimited` with its delay;
 * an expired session is renewed transparently; bad credentials raise
@@ -22,7 +26,7 @@ from typing import Any, Literal
 
 import pytest
 
-from acw_sync.connector import Connector
+from acw_sync.connector import CallWrite, Connector
 from acw_sync.errors import CredentialsInvalid, RateLimited
 from acw_sync.merge import merge_events
 from acw_sync.model import (
@@ -30,6 +34,7 @@ from acw_sync.model import (
     CallEvent,
     CallOutcome,
     CallRecord,
+    CrmObjectRef,
     Direction,
     EventType,
     FollowUp,
@@ -37,7 +42,7 @@ from acw_sync.model import (
     Priority,
 )
 
-__all__ = ["ConnectorConformance", "ConnectorHarness", "Fault", "sample_call"]
+__all__ = ["ConnectorConformance", "ConnectorHarness", "Fault", "sample_call", "sample_followup"]
 
 Fault = Literal["rate_limit", "expired_session", "invalid_credentials"]
 
@@ -180,6 +185,50 @@ class ConnectorConformance:
         other = sample_followup(call, rule="escalation")
         connector.create_task(other, customer=None, activity=activity, owner_id=None, existing=None)
         assert len(harness.tasks(other.key)) == 1
+
+    def test_followup_known_to_the_ledger_is_returned_unchanged(
+        self, harness: ConnectorHarness, connector: Connector
+    ) -> None:
+        call = sample_call("conf-task-ledger")
+        activity = self._sync(connector, call)
+        task = sample_followup(call)
+        first = connector.create_task(
+            task, customer=None, activity=activity, owner_id=None, existing=None
+        )
+        again = connector.create_task(
+            task, customer=None, activity=activity, owner_id=None, existing=first
+        )
+        assert again.id == first.id and not again.created
+        assert len(harness.tasks(task.key)) == 1
+
+    def test_batch_write_is_one_result_per_item_and_idempotent(
+        self, harness: ConnectorHarness, connector: Connector
+    ) -> None:
+        calls = [sample_call(f"conf-batch-{i}") for i in range(3)]
+        items = [CallWrite(call=c, key=c.key) for c in calls]
+        size = max(connector.capabilities.batch_size, 1)
+
+        def batches() -> list[Any]:
+            return [
+                r for n in range(0, 3, size) for r in connector.upsert_calls(items[n : n + size])
+            ]
+
+        first = batches()
+        assert len(first) == 3 and all(isinstance(r, CrmObjectRef) for r in first), first
+        again = batches()  # the ledger lost the first batch
+        assert all(isinstance(r, CrmObjectRef) and not r.created for r in again), again
+        assert [getattr(r, "id", None) for r in again] == [getattr(r, "id", None) for r in first]
+        for call in calls:
+            assert len(harness.activities(call.key)) == 1
+
+    def test_customer_created_once_per_key(self, connector: Connector) -> None:
+        if not connector.capabilities.create_customer:
+            pytest.skip("the connector does not create customers")
+        call = sample_call("conf-new-number", number="+14155550166")
+        key = f"conformance:{call.customer_number}"
+        first = connector.create_customer(call, key=key)
+        again = connector.create_customer(call, key=key)
+        assert again.id == first.id
 
     def test_finds_customer_stored_in_national_format(
         self, harness: ConnectorHarness, connector: Connector
