@@ -18,6 +18,13 @@ from acw_sync.connector import available_connectors
 DATA = Path(__file__).parent / "data" / "dryrun"
 EVENTS = ("missed", "voicemail", "promised")
 
+#: Per connector type: the CRM's own names for the subject and a lead-status field.
+FIELD_NAMES: dict[str, tuple[str, str]] = {
+    "sandbox": ("subject", "lead_status"),
+    "salesforce": ("Subject", "Status"),
+    "hubspot": ("hs_call_title", "hs_lead_status"),
+}
+
 #: Options that make each connector type constructible without a CRM (nothing is called).
 OPTIONS: dict[str, dict[str, Any]] = {
     "sandbox": {},
@@ -35,7 +42,11 @@ def write_config(tmp_path: Path, kind: str) -> Path:
     options = dict(OPTIONS[kind])
     if kind == "sandbox":
         options["path"] = str(tmp_path / "sandbox.db")
-    data["connectors"]["crm"].update(type=kind, options=options)
+    subject, status = FIELD_NAMES[kind]
+    crm = data["connectors"]["crm"]
+    crm.update(type=kind, options=options)
+    crm["mapping"] = {subject: crm["mapping"].pop("subject")}
+    data["rules"][0]["then"][0]["update_customer"] = {status: "Working"}
     path = tmp_path / "acw-sync.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
