@@ -49,3 +49,35 @@ def test_every_error_has_a_line_and_a_key() -> None:
         for line in text.splitlines():
             where = line.split(": ", 1)[0]
             assert where.count(":") == 1 and where.rsplit(":", 1)[1].isdigit(), line
+
+
+def test_analyzer_section_is_checked_by_the_analyzer_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook: when ``acw_sync.analyzer`` defines AnalyzerSettings, it validates ``analyzer``."""
+    import sys
+    import types
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class AnalyzerSettings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        summary_budget: int = Field(default=400, ge=80)
+        timezone: str = "UTC"
+
+    fake = types.ModuleType("acw_sync.analyzer")
+    fake.AnalyzerSettings = AnalyzerSettings  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "acw_sync.analyzer", fake)
+    path = tmp_path / "acw-sync.yaml"
+    path.write_text("analyzer:\n  summary_budget: 3\n  sumary: x\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).splitlines() == [
+        f"{path}:2: analyzer.summary_budget: input should be greater than or equal to 80 "
+        "(change the value)",
+        f'{path}:3: analyzer.sumary: unknown key (did you mean "summary_budget"? allowed here: '
+        "summary_budget, timezone)",
+    ]
+    path.write_text("calendar: {timezone: Europe/Paris}\nanalyzer: {summary_budget: 200}\n")
+    settings = load_config(path).analyzer_settings()
+    assert settings.summary_budget == 200 and settings.timezone == "Europe/Paris"

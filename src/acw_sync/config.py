@@ -384,6 +384,27 @@ class AppConfig(_Strict):
             seen.add(rule.id)
         return self
 
+    def analyzer_settings(self) -> Any:
+        """The ``analyzer`` section as ``acw_sync.analyzer.AnalyzerSettings``; None without it.
+
+        The hook between this config and the analyzer package: the analyzer owns the section's
+        shape. Its ``timezone`` (the zone promised times like "Thursday at 3" are read in)
+        defaults to the calendar's, so promises and business hours agree.
+        """
+        import importlib
+
+        try:
+            module = importlib.import_module("acw_sync.analyzer")
+        except ImportError:
+            return None
+        settings = getattr(module, "AnalyzerSettings", None)
+        if settings is None:
+            return None
+        data = dict(self.analyzer)
+        if self.calendar is not None:
+            data.setdefault("timezone", self.calendar.timezone)
+        return settings.model_validate(data)
+
     def business_calendar(self) -> BusinessCalendar:
         if self._calendar is None:
             self._calendar = (
