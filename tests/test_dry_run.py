@@ -1,4 +1,9 @@
-"""``acw-sync map --dry-run``: golden output per connector type, and the CLI around it."""
+"""``acw-sync map --dry-run``: golden output per connector type, and the CLI around it.
+
+``tests/data/dryrun/<type>.expected`` is the output for each connector type; a type that is not
+installed is skipped (its golden file was produced against its branch). After a deliberate
+change, regenerate with ``ACW_UPDATE_GOLDEN=1`` and review the diff.
+"""
 
 from __future__ import annotations
 
