@@ -134,3 +134,15 @@ def test_the_example_config_passes_check(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert result.exit_code == 0, result.output
     config = load_config(example)
     assert config.routes_for("generic", None, None, "support") == ["sandbox", "escalations"]
+
+
+def test_serve_and_worker_refuse_to_start_on_a_bad_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "acw-sync.yaml"
+    path.write_text("connectors:\n  crm: {type: sandbox, max_attempts: 0}\n")
+    monkeypatch.setenv("ACW_CONFIG", str(path))
+    for command in ("serve", "worker"):
+        result = CliRunner().invoke(main, [command])
+        assert result.exit_code == 1
+        assert f"{path}:2: connectors.crm.max_attempts: input should be greater" in result.output

@@ -24,6 +24,17 @@ def config() -> None:
     """Check and show the configuration."""
 
 
+def config_or_exit(path: str | None = None) -> AppConfig:
+    """The validated config, or every problem on stderr and exit status 1."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        count = len(exc.problems)
+        click.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+        raise SystemExit(1) from None
+
+
 @config.command("check")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 def config_check(path: str | None) -> None:
@@ -31,13 +42,7 @@ def config_check(path: str | None) -> None:
 
     Prints every problem as FILE:LINE: key: what is wrong (how to fix it); exit status 1.
     """
-    try:
-        loaded = load_config(path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        count = len(exc.problems)
-        click.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
-        raise SystemExit(1) from None
+    loaded = config_or_exit(path)
     rules = effective_rules(loaded)
     calendar = loaded.calendar.timezone if loaded.calendar else "always open (UTC)"
     click.echo(
@@ -98,11 +103,7 @@ def effective_config(loaded: AppConfig) -> dict[str, Any]:
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 def config_show(path: str | None) -> None:
     """Print the effective configuration (built-in rules included), secrets redacted."""
-    try:
-        loaded = load_config(path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        raise SystemExit(1) from None
+    loaded = config_or_exit(path)
     click.echo(f"# {loaded.source}, secrets redacted")
     click.echo(
         yaml.safe_dump(effective_config(loaded), sort_keys=False, allow_unicode=True, width=120)
@@ -135,11 +136,7 @@ def connectors_list() -> None:
             f"  {name:<12} {cls.__module__}.{cls.__qualname__}  ({', '.join(can) or 'basic'})"
         )
     click.echo("configured instances:")
-    try:
-        loaded = load_config()
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        raise SystemExit(1) from None
+    loaded = config_or_exit()
     for name, spec in loaded.connectors.items():
         mark = "" if spec.type in installed else "  (type not installed)"
         click.echo(f"  {name:<12} type={spec.type}{mark}")
