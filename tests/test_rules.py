@@ -277,6 +277,13 @@ def test_instance_rule_selection_and_override_of_a_default() -> None:
     ]
 
 
+def test_line_numbers_are_compared_in_e164() -> None:
+    record = call(ny(2026, 3, 4, 10), line_number="+14155550199")
+    facts = Facts(call=record, calendar=config().business_calendar())
+    assert parse_condition({"line_number": "+1 415 555 0199"}).evaluate(facts) is True
+    assert parse_condition({"line_number": ["+14155550100"]}).evaluate(facts) is False
+
+
 def test_evaluation_is_pure_and_task_keys_are_stable() -> None:
     cfg = config()
     record = call(ny(2026, 3, 4, 10), CallOutcome.MISSED)
@@ -296,6 +303,7 @@ def test_evaluation_is_pure_and_task_keys_are_stable() -> None:
         ({"business_hours": "yes"}, ("business_hours",), "true or false"),
         ({"all": []}, ("all",), "non-empty list"),
         ("missed", (), "a condition is a mapping"),
+        ({"line_number": "front desk"}, ("line_number",), "not a phone number"),
     ],
 )
 def test_condition_mistakes_name_their_path(

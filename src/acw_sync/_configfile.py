@@ -94,6 +94,27 @@ def _line_map(node: yaml.Node | None, path: Path_ = ()) -> dict[Path_, int]:
     return lines
 
 
+def _duplicates(node: yaml.Node | None, problems: _Problems, path: Path_ = ()) -> None:
+    """YAML keeps the last of two equal keys silently; an admin means one of them."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key, line = str(key_node.value), key_node.start_mark.line + 1
+            if key in seen:
+                problems.found.append(
+                    (
+                        line,
+                        f"{problems.file}:{line}: {_dotted((*path, key))}: key given twice "
+                        f"(also on line {seen[key]}; YAML would keep only this one: remove one)",
+                    )
+                )
+            seen.setdefault(key, line)
+            _duplicates(value_node, problems, (*path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _duplicates(item, problems, (*path, i))
+
+
 def _substitute(value: Any, env: Mapping[str, str], path: Path_, problems: _Problems) -> Any:
     if isinstance(value, str):
 
@@ -364,6 +385,7 @@ def read_config(file: Path) -> AppConfig:
         ) from None
     raw = {} if raw is None else raw
     problems = _Problems(file, _line_map(node), raw)
+    _duplicates(node, problems)
     if not isinstance(raw, dict):
         problems.add((), "the top level must be a mapping of keys (providers:, connectors:, ...)")
         problems.raise_if_any()

@@ -31,6 +31,7 @@ from typing import Any
 
 from acw_sync.calendar import BusinessCalendar
 from acw_sync.model import CallOutcome, CallRecord, Direction, Resolution, Sentiment
+from acw_sync.phone import to_e164
 
 __all__ = [
     "LEAVES",
@@ -278,6 +279,18 @@ def _any(value: Any, path: tuple[str | int, ...]) -> list[str]:
     return _strings(value, path, "text")
 
 
+def _numbers(value: Any, path: tuple[str | int, ...]) -> list[str]:
+    out = []
+    for text in _strings(value, path, "phone numbers"):
+        number = to_e164(text)
+        if number is None:
+            raise ConditionProblem(
+                path, f"{text!r} is not a phone number (write it in E.164, e.g. +14155550100)"
+            )
+        out.append(number)
+    return out
+
+
 LEAVES: dict[str, Callable[[str, Any, tuple[str | int, ...]], Leaf]] = {
     "outcome": _choice_leaf(
         _enum(CallOutcome),
@@ -297,7 +310,7 @@ LEAVES: dict[str, Callable[[str, Any, tuple[str | int, ...]], Leaf]] = {
         _any, lambda c: c.agent.team if c.agent else None, unknown_when_absent=False
     ),
     "provider": _choice_leaf(_any, lambda c: c.provider, unknown_when_absent=False),
-    "line_number": _choice_leaf(_any, lambda c: c.line_number, unknown_when_absent=False),
+    "line_number": _choice_leaf(_numbers, lambda c: c.line_number, unknown_when_absent=False),
     "duration": _number_leaf(lambda c: c.duration),
     "talk_time": _number_leaf(lambda c: c.talk_time),
     "handle_time": _number_leaf(lambda c: c.handle_time),
