@@ -329,7 +329,17 @@ def _references(data: dict[str, Any], problems: _Problems) -> None:
                 _plugin_errors(
                     problems, ("providers", str(name)), known[name].config_model, settings
                 )
+    configured = list(providers) if isinstance(providers, dict) else []
     for i, route in enumerate(data.get("routes") or []):
+        match = route.get("match") if isinstance(route, dict) else None
+        if configured and isinstance(match, dict) and isinstance(match.get("provider"), str):
+            _names(
+                problems,
+                ("routes", i, "match", "provider"),
+                match["provider"],
+                configured,
+                "configured provider",
+            )
         if isinstance(route, dict) and isinstance(route.get("connectors"), list):
             for j, target in enumerate(route["connectors"]):
                 _names(

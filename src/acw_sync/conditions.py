@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -359,20 +359,3 @@ def _parse_list(value: Any, path: tuple[str | int, ...]) -> tuple[Condition, ...
     if not isinstance(value, list) or not value:
         raise ConditionProblem(path, "expects a non-empty list of conditions")
     return tuple(parse_condition(item, (*path, i)) for i, item in enumerate(value))
-
-
-def evaluate(condition: Condition, facts: Facts) -> bool:
-    """True only when the condition is known to hold."""
-    return condition.evaluate(facts) is True
-
-
-def names_in(raw: Any) -> Sequence[str]:
-    """The leaf names a raw condition uses (for documentation and dry-run output)."""
-    if isinstance(raw, list):
-        return [n for item in raw for n in names_in(item)]
-    if isinstance(raw, dict):
-        out: list[str] = []
-        for key, value in raw.items():
-            out.extend(names_in(value) if key in _COMBINATORS else [str(key)])
-        return out
-    return []
