@@ -146,3 +146,26 @@ def test_serve_and_worker_refuse_to_start_on_a_bad_config(
         result = CliRunner().invoke(main, [command])
         assert result.exit_code == 1
         assert f"{path}:2: connectors.crm.max_attempts: input should be greater" in result.output
+
+
+def test_the_example_crm_blocks_are_valid_when_uncommented(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The Salesforce and HubSpot blocks commented out in the example pass too, once enabled."""
+    for kind in ("salesforce", "hubspot"):
+        if kind not in available_connectors():
+            pytest.skip(f"the {kind} connector is not installed on this branch")
+    monkeypatch.setenv("ACW_GENERIC_SECRET", "whsec_ZXhhbXBsZQ==")
+    monkeypatch.setenv("SF_INSTANCE_URL", "https://acme.my.salesforce.com")
+    monkeypatch.setenv("SF_CLIENT_ID", "3MVG-example")
+    monkeypatch.setenv("SF_CLIENT_SECRET", "example-secret")
+    monkeypatch.setenv("HUBSPOT_TOKEN", "pat-example")
+    example = (Path(__file__).parent.parent / "examples" / "acw-sync.yaml").read_text()
+    head, rest = example.split("# A Salesforce org", 1)
+    block, tail = rest.split("\nroutes:", 1)
+    block = "\n".join(line[1:] if line.startswith("#  ") else line for line in block.splitlines())
+    enabled = f"{head}# A Salesforce org{block}\nroutes:{tail}"
+    path = tmp_path / "acw-sync.yaml"
+    path.write_text(enabled.replace("./.acw-sync/", f"{tmp_path}/"))
+    config = load_config(path)
+    assert {"salesforce-eu", "hubspot"} <= set(config.connectors)
