@@ -32,13 +32,6 @@ __all__ = ["read_config"]
 
 Path_ = tuple[str | int, ...]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_BUILTIN_RULES = (
-    "callback-missed",
-    "callback-voicemail",
-    "callback-promised",
-    "escalate-unhappy",
-    "followup-unresolved-long",
-)
 
 
 class _Problems:
@@ -285,95 +278,104 @@ def _names(problems: _Problems, path: Path_, given: str, known: Sequence[str], w
     problems.add(path, f"no {what} named {given!r} ({hint}known: {', '.join(known) or 'none'})")
 
 
-def _references(data: dict[str, Any], problems: _Problems) -> None:
+def _mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _check_connectors(data: dict[str, Any], problems: _Problems) -> None:
     from acw_sync.connector import available_connectors
-    from acw_sync.provider import available_providers
 
     installed = available_connectors()
-    connectors = data.get("connectors") or {}
-    instances = list(connectors) if isinstance(connectors, dict) else []
-    for name in instances:
-        spec = connectors[name]
+    for name, spec in _mapping(data, "connectors").items():
         if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
             continue
+        where = ("connectors", str(name))
         if spec["type"] not in installed:
             _names(
                 problems,
-                ("connectors", name, "type"),
+                (*where, "type"),
                 spec["type"],
                 sorted(installed),
                 "connector type installed",
             )
-            continue
-        options = spec.get("options") or {}
-        if isinstance(options, dict):
-            _plugin_errors(
-                problems,
-                ("connectors", name, "options"),
-                installed[spec["type"]].config_model,
-                options,
+        elif isinstance(spec.get("options", {}), dict):
+            model = installed[spec["type"]].config_model
+            _plugin_errors(problems, (*where, "options"), model, spec.get("options") or {})
+
+
+def _check_providers(data: dict[str, Any], problems: _Problems) -> None:
+    from acw_sync.provider import available_providers
+
+    known = available_providers()
+    for name, settings in _mapping(data, "providers").items():
+        if name not in known:
+            _names(
+                problems, ("providers", str(name)), str(name), sorted(known), "provider installed"
             )
-    providers = data.get("providers") or {}
-    if isinstance(providers, dict):
-        known = available_providers()
-        for name, settings in providers.items():
-            if name not in known:
-                _names(
-                    problems,
-                    ("providers", str(name)),
-                    str(name),
-                    sorted(known),
-                    "provider installed",
-                )
-            elif isinstance(settings, dict):
-                _plugin_errors(
-                    problems, ("providers", str(name)), known[name].config_model, settings
-                )
-    configured = list(providers) if isinstance(providers, dict) else []
+        elif isinstance(settings, dict):
+            _plugin_errors(problems, ("providers", str(name)), known[name].config_model, settings)
+
+
+def _check_routes(data: dict[str, Any], problems: _Problems) -> None:
+    providers = list(_mapping(data, "providers"))
+    instances = list(_mapping(data, "connectors"))
     for i, route in enumerate(data.get("routes") or []):
-        match = route.get("match") if isinstance(route, dict) else None
-        if configured and isinstance(match, dict) and isinstance(match.get("provider"), str):
+        if not isinstance(route, dict):
+            continue
+        match = route.get("match")
+        if providers and isinstance(match, dict) and isinstance(match.get("provider"), str):
             _names(
                 problems,
                 ("routes", i, "match", "provider"),
                 match["provider"],
-                configured,
+                providers,
                 "configured provider",
             )
-        if isinstance(route, dict) and isinstance(route.get("connectors"), list):
-            for j, target in enumerate(route["connectors"]):
-                _names(
-                    problems,
-                    ("routes", i, "connectors", j),
-                    str(target),
-                    instances,
-                    "connector instance",
-                )
-    rules = [r for r in data.get("rules") or [] if isinstance(r, dict)]
-    rule_ids = [str(r.get("id")) for r in rules]
+        for j, target in enumerate(route.get("connectors") or []):
+            _names(
+                problems,
+                ("routes", i, "connectors", j),
+                str(target),
+                instances,
+                "connector instance",
+            )
+
+
+def _check_rule_ids(data: dict[str, Any], problems: _Problems) -> None:
+    from acw_sync.rules import DEFAULT_RULES
+
+    rule_ids = [str(r.get("id")) for r in data.get("rules") or [] if isinstance(r, dict)]
     for i, rule_id in enumerate(rule_ids):
         if rule_id in rule_ids[:i]:
             problems.add(
                 ("rules", i, "id"), f"rule id {rule_id!r} is used twice (give each rule its own id)"
             )
-    followups = data.get("followups") or {}
-    if not (isinstance(followups, dict) and followups.get("default_rules") is False):
-        rule_ids = list(dict.fromkeys([*_BUILTIN_RULES, *rule_ids]))
-    for name in instances:
-        spec = connectors[name]
+    if _mapping(data, "followups").get("default_rules") is not False:
+        rule_ids = list(dict.fromkeys([*(r["id"] for r in DEFAULT_RULES), *rule_ids]))
+    for name, spec in _mapping(data, "connectors").items():
         if isinstance(spec, dict) and isinstance(spec.get("rules"), list):
             for j, rule in enumerate(spec["rules"]):
-                _names(problems, ("connectors", name, "rules", j), str(rule), rule_ids, "rule")
-    analyzer = data.get("analyzer")
-    if isinstance(analyzer, dict):
-        # Hook: the analyzer package (feat/analyzer) owns the shape of this section.
-        try:
-            module = importlib.import_module("acw_sync.analyzer")
-        except ImportError:
-            return
-        settings = getattr(module, "AnalyzerSettings", None)
-        if isinstance(settings, type) and issubclass(settings, BaseModel):
-            _plugin_errors(problems, ("analyzer",), settings, analyzer)
+                where = ("connectors", str(name), "rules", j)
+                _names(problems, where, str(rule), rule_ids, "rule")
+
+
+def _check_analyzer(data: dict[str, Any], problems: _Problems) -> None:
+    """The hook for the analyzer package: it owns the shape of the ``analyzer`` section."""
+    if not isinstance(data.get("analyzer"), dict):
+        return
+    try:
+        module = importlib.import_module("acw_sync.analyzer")
+    except ImportError:
+        return
+    settings = getattr(module, "AnalyzerSettings", None)
+    if isinstance(settings, type) and issubclass(settings, BaseModel):
+        _plugin_errors(problems, ("analyzer",), settings, data["analyzer"])
+
+
+_CHECKS = (_check_connectors, _check_providers, _check_routes, _check_rule_ids, _check_analyzer)
+"""What only plugins and cross-references can tell; run on the raw data even when the
+structure has errors, so one run reports everything."""
 
 
 def read_config(file: Path) -> AppConfig:
@@ -401,7 +403,8 @@ def read_config(file: Path) -> AppConfig:
         problems.raise_if_any()
     data = _substitute(raw, os.environ, (), problems)
     config = _structure(data, problems)
-    _references(data, problems)
+    for check in _CHECKS:
+        check(data, problems)
     problems.raise_if_any()
     assert config is not None
     config.source = str(file)
