@@ -169,3 +169,9 @@ def test_the_example_crm_blocks_are_valid_when_uncommented(
     path.write_text(enabled.replace("./.acw-sync/", f"{tmp_path}/"))
     config = load_config(path)
     assert {"salesforce-eu", "hubspot"} <= set(config.connectors)
+
+
+def test_docs_show_the_example_file_verbatim() -> None:
+    root = Path(__file__).parent.parent
+    example = (root / "examples" / "acw-sync.yaml").read_text()
+    assert example in (root / "docs" / "config.md").read_text()
