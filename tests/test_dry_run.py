@@ -175,3 +175,28 @@ def test_docs_show_the_example_file_verbatim() -> None:
     root = Path(__file__).parent.parent
     example = (root / "examples" / "acw-sync.yaml").read_text()
     assert example in (root / "docs" / "config.md").read_text()
+
+
+def test_the_worked_example_in_the_docs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The due times docs/config.md computes by hand are the ones the engine computes."""
+    monkeypatch.setenv("ACW_GENERIC_SECRET", "whsec_ZXhhbXBsZQ==")
+    monkeypatch.setenv("ACW_SANDBOX_DB", str(tmp_path / "sandbox.db"))
+    monkeypatch.setenv("ACW_ESCALATIONS_DB", str(tmp_path / "escalations.db"))
+    config = load_config(Path(__file__).parent.parent / "examples" / "acw-sync.yaml")
+    events, _ = read_events((DATA / "missed.json").read_text())
+    missed = dry_run(config, events)
+    assert "due 2026-03-09 13:29 UTC = Mon 09 Mar 09:29 America/New_York" in missed
+    events, analysis = read_events((DATA / "promised.json").read_text())
+    promised = dry_run(config, events, analysis=analysis)
+    for line in (
+        "upsert activity (key generic:c-1001)",
+        "create task (rule callback-promised), due 2026-03-12 19:00 UTC",
+        "create task (rule escalate-unhappy), due 2026-03-10 20:07 UTC",
+        "create task (rule vip-complaint), due 2026-03-10 21:00 UTC",
+        "-> escalations (sandbox)",
+        "    lead_status: At risk",
+        "    owner_id: 005-LEAD",
+        "    owner_id: 00G-VIP-QUEUE",
+    ):
+        assert line in promised, line
+    assert "followup-unresolved-long" not in promised
