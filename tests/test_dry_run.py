@@ -65,7 +65,8 @@ def test_dry_run_golden(kind: str, tmp_path: Path) -> None:
     got = ""
     for name in EVENTS:
         events, analysis = read_events((DATA / f"{name}.json").read_text())
-        got += f"# {name}.json\n" + dry_run(config, events, analysis=analysis)
+        # the analyzer's output is its own golden; here the file's analysis or none
+        got += f"# {name}.json\n" + dry_run(config, events, analysis=analysis, analyze=False)
     got = got.replace(str(tmp_path), "<tmp>")
     expected = DATA / f"{kind}.expected"
     if os.environ.get("ACW_UPDATE_GOLDEN"):
@@ -184,7 +185,7 @@ def test_the_worked_example_in_the_docs(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("ACW_ESCALATIONS_DB", str(tmp_path / "escalations.db"))
     config = load_config(Path(__file__).parent.parent / "examples" / "acw-sync.yaml")
     events, _ = read_events((DATA / "missed.json").read_text())
-    missed = dry_run(config, events)
+    missed = dry_run(config, events, analyze=False)
     assert "due 2026-03-09 13:29 UTC = Mon 09 Mar 09:29 America/New_York" in missed
     events, analysis = read_events((DATA / "promised.json").read_text())
     promised = dry_run(config, events, analysis=analysis)

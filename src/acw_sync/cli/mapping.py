@@ -4,13 +4,15 @@ The events file holds one call's events (or several calls'): a JSON list of gene
 bodies (``{"type": "call.ended", "data": {...}}``, as in the README) or of canonical
 ``CallEvent`` objects, or ``{"events": [...], "analysis": {...}}`` to try rules on an analysis
 (resolution, sentiment, promised callbacks) without running the analyzer. The call goes
-through the same steps as a real sync (merge, routes, rules, mapping), then each connector's
+through the same steps as a real sync (merge, the offline analyzer when installed, routes,
+rules, mapping), then each connector's
 ``preview_call`` / ``preview_task`` says what it would send. The customer is not searched:
 the output says which number would be searched for and what the matching policy would do.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -106,14 +108,31 @@ def _owner(config: AppConfig, instance: str, record: CallRecord) -> tuple[str | 
     return spec.owners.default, f"default owner {spec.owners.default or '(none)'}"
 
 
+def offline_analysis(config: AppConfig, record: CallRecord) -> Analysis | None:
+    """The analyzer's wrap-up of ``record``, offline (no LLM call in a preview); None when the
+    analyzer package is not installed."""
+    settings = config.analyzer_settings()
+    if settings is None:
+        return None
+    module = importlib.import_module("acw_sync.analyzer")
+    context = module.AnalysisContext.from_settings(settings)
+    result = module.OfflineAnalyzer().analyze(record, context)
+    return result if isinstance(result, Analysis) else None
+
+
 def dry_run(
     config: AppConfig,
     events: list[CallEvent],
     *,
     analysis: Analysis | None = None,
     connector: str | None = None,
+    analyze: bool = True,
 ) -> str:
-    """The dry-run report for ``events`` (one section per call and connector instance)."""
+    """The dry-run report for ``events`` (one section per call and connector instance).
+
+    ``analysis`` stands in for the analyzer; without it the offline analyzer runs when
+    installed and ``analyze`` is true.
+    """
     pool = ConnectorPool(config)
     calendar = config.business_calendar()
     out: list[str] = []
@@ -122,6 +141,8 @@ def dry_run(
             record = merge_events(call_events)
             if analysis is not None:
                 record.analysis = analysis
+            elif analyze and record.ended:
+                record.analysis = offline_analysis(config, record)
             ended = record.ended_at or record.last_event_at
             out.append(
                 f"call {record.key}: {(record.direction or 'inbound')} "
@@ -199,8 +220,18 @@ def _instance_report(
 )
 @click.option("--connector", "connector", help="Preview for this instance instead of the routes.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@click.option(
+    "--analyze/--no-analyze",
+    default=True,
+    show_default=True,
+    help="Run the offline analyzer (when installed) unless the file gives an analysis.",
+)
 def map_command(
-    events_file: str, preview: bool, connector: str | None, config_path: str | None
+    events_file: str,
+    preview: bool,
+    connector: str | None,
+    config_path: str | None,
+    analyze: bool,
 ) -> None:
     """Show exactly what a call would write to each CRM (objects, fields, tasks and due times)."""
     if not preview:
@@ -219,7 +250,10 @@ def map_command(
             raise click.ClickException(
                 f"{events_file}: not a list of call events: {exc} {detail or ''}"
             ) from None
-        click.echo(dry_run(config, events, analysis=analysis, connector=connector), nl=False)
+        click.echo(
+            dry_run(config, events, analysis=analysis, connector=connector, analyze=analyze),
+            nl=False,
+        )
     except AcwError as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(1) from None
