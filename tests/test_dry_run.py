@@ -201,3 +201,39 @@ def test_the_worked_example_in_the_docs(monkeypatch: pytest.MonkeyPatch, tmp_pat
     ):
         assert line in promised, line
     assert "followup-unresolved-long" not in promised
+
+
+def test_dry_run_uses_the_offline_analyzer_when_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import types
+    from datetime import UTC, datetime
+
+    from pydantic import BaseModel
+
+    from acw_sync.model import ActionItem, Analysis, CallRecord
+
+    class AnalyzerSettings(BaseModel):
+        timezone: str = "UTC"
+
+    class AnalysisContext:
+        @classmethod
+        def from_settings(cls, settings: AnalyzerSettings) -> AnalysisContext:
+            assert settings.timezone == "America/New_York"  # the calendar's
+            return cls()
+
+    class OfflineAnalyzer:
+        def analyze(self, call: CallRecord, ctx: AnalysisContext) -> Analysis:
+            due = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)
+            return Analysis(action_items=[ActionItem(text="call back", due_at=due)])
+
+    fake = types.ModuleType("acw_sync.analyzer")
+    for item in (AnalyzerSettings, AnalysisContext, OfflineAnalyzer):
+        setattr(fake, item.__name__, item)
+    monkeypatch.setitem(sys.modules, "acw_sync.analyzer", fake)
+    config = load_config(write_config(tmp_path, "sandbox"))
+    events, _ = read_events((DATA / "missed.json").read_text())
+    out = dry_run(config, events)
+    assert "rules fired: callback-missed, callback-promised" in out
+    assert "rules fired: callback-missed\n" in dry_run(config, events, analyze=False)
