@@ -5,9 +5,12 @@ bodies (``{"type": "call.ended", "data": {...}}``, as in the README) or of canon
 ``CallEvent`` objects, or ``{"events": [...], "analysis": {...}}`` to try rules on an analysis
 (resolution, sentiment, promised callbacks) without running the analyzer. The call goes
 through the same steps as a real sync (merge, the offline analyzer when installed, routes,
-rules, mapping), then each connector's
-``preview_call`` / ``preview_task`` says what it would send. The customer is not searched:
-the output says which number would be searched for and what the matching policy would do.
+rules, mapping), then each connector's ``preview_call`` / ``preview_task`` says what it would
+send. The customer is not searched: the output says which number would be searched for and
+what the matching policy would do.
+
+Connector objects are constructed (their constructors do no network I/O); the sandbox's opens
+its SQLite file, creating an empty one if none exists, and writes nothing into it.
 """
 
 from __future__ import annotations
