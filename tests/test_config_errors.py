@@ -81,3 +81,43 @@ def test_analyzer_section_is_checked_by_the_analyzer_package(
     path.write_text("calendar: {timezone: Europe/Paris}\nanalyzer: {summary_budget: 200}\n")
     settings = load_config(path).analyzer_settings()
     assert settings.summary_budget == 200 and settings.timezone == "Europe/Paris"
+
+
+MALFORMED = [
+    "connectors: [a, b]",
+    "rules: {a: 1}",
+    "calendar: 5",
+    "routes: [1]",
+    "routes: [{connectors: 5}]",
+    "routes: [{match: 5, connectors: [a]}]",
+    "1: 2",
+    "connectors:\n  x: 5",
+    "connectors:\n  x: {type: 5}",
+    "connectors:\n  x: {type: sandbox, options: 5}",
+    "connectors:\n  x: {type: sandbox, rules: 5}",
+    "connectors:\n  x: {type: sandbox, mapping: [a]}",
+    "rules: [5]",
+    "rules: [{id: a, when: 5, then: [{create_task: 5}]}]",
+    "rules: [{id: a, when: {any: 5}, then: []}]",
+    "rules: [{id: a, when: {tags: [{x: 1}]}, then: [{set_disposition: a}]}]",
+    "rules: [{id: a, when: {duration: {ge: [1]}}, then: [{set_disposition: a}]}]",
+    "rules: [{id: a, when: {outcome: missed}, then: [{create_task: {subject: a, owner: 5}}]}]",
+    "providers: [generic]",
+    "providers:\n  generic: 5",
+    "calendar: {hours: {mon: 5}}",
+    "calendar: {holidays: 5}",
+    "analyzer: 5",
+    "followups: {default_rules: maybe}",
+    "? [a]\n: b",
+    "connectors: *x",
+    "&a [1]",
+]
+
+
+@pytest.mark.parametrize("text", MALFORMED)
+def test_malformed_configs_are_config_errors_never_crashes(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "acw-sync.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)

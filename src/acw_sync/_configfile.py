@@ -332,7 +332,8 @@ def _check_routes(data: dict[str, Any], problems: _Problems) -> None:
                 providers,
                 "configured provider",
             )
-        for j, target in enumerate(route.get("connectors") or []):
+        targets = route.get("connectors")
+        for j, target in enumerate(targets if isinstance(targets, list) else []):
             _names(
                 problems,
                 ("routes", i, "connectors", j),

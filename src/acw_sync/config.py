@@ -283,10 +283,13 @@ class CreateTask(_Strict):
     @field_validator("owner", mode="before")
     @classmethod
     def _owner_form(cls, value: Any) -> Any:
+        forms = "write agent, team_lead, {user: ID} or {queue: ID}"
         if isinstance(value, str) and value not in ("agent", "team_lead"):
-            raise ValueError(
-                f"{value!r} is not an owner (write agent, team_lead, {{user: ID}} or {{queue: ID}})"
-            )
+            raise ValueError(f"{value!r} is not an owner ({forms})")
+        if isinstance(value, dict) and (len(value) != 1 or set(value) - {"user", "queue"}):
+            raise ValueError(f"an owner is one of user or queue ({forms})")
+        if not isinstance(value, str | dict):
+            raise ValueError(f"not an owner ({forms})")
         return value
 
     due: DueText = "+1h"
