@@ -24,6 +24,9 @@ ESCAPES = [
     "{{ call.key.format }}",
     "{{ range(10**9) | list }}",
     "{% for x in call.tags %}{{ x.__class__ }}{% endfor %}",
+    "{{ 'a' * 10**10 }}",  # memory
+    "{{ call.tags * 10**7 }}",
+    "{{ 2 ** 100000 }}",  # CPU
 ]
 
 

@@ -2,10 +2,10 @@
 
 Templates are Jinja2, rendered by a :class:`~jinja2.sandbox.SandboxedEnvironment` with
 :class:`~jinja2.StrictUndefined`, over plain data only (strings, numbers, lists, dicts built
-from the call): ``call``, ``analysis``, ``customer``, ``agent``, ``centre`` (its timezone) and ``task`` (in
-task texts).
-The environment has no globals (no ``range``, ``cycler``, ``joiner``, ``namespace``), so there
-is no object to climb from; underscore attributes are refused before rendering.
+from the call): ``call``, ``analysis``, ``customer``, ``agent``, ``centre`` (its timezone) and
+``task`` (in task texts). The environment has no globals (no ``range``, ``cycler``,
+``joiner``, ``namespace``), so there is no object to climb from; names with ``__``, methods and
+the ``attr`` filter are refused before rendering, and ``*`` / ``**`` are bounded.
 
 :func:`check_template` is what ``config check`` runs: it parses the template, refuses names
 and dotted paths that are not fields of the context (``{{ call.custmer_number }}`` fails at
@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from jinja2 import StrictUndefined, TemplateError, nodes, pass_context
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -117,9 +118,35 @@ def _mask(value: Any) -> str:
     return mask(str(value)) if value else ""
 
 
+#: Largest string, list or number a template may build with ``*`` or ``**`` (a CRM field).
+MAX_SIZE = 100_000
+
+
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox, plus bounds on ``*`` and ``**``: ``{{ 'a' * 10**10 }}`` or ``9**9**9``
+    would otherwise exhaust memory or CPU at ``config check``, not just at render."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 64:
+                raise SecurityError("exponent too large for a template")
+            return self.binop_table["**"](left, right)
+        for sized, count in ((left, right), (right, left)):
+            too_big = (
+                isinstance(sized, str | list | tuple)
+                and isinstance(count, int)
+                and len(sized) * count > MAX_SIZE
+            )
+            if too_big:
+                raise SecurityError("result too large for a template")
+        return self.binop_table["*"](left, right)
+
+
 @lru_cache(maxsize=1)
 def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env = _Sandbox(undefined=StrictUndefined, autoescape=False)
     env.globals.clear()  # range, dict, lipsum, cycler, joiner, namespace: nothing to climb from
     env.filters.pop("attr")  # attribute names computed at render time would dodge the check
     env.filters["localtime"] = _localtime
