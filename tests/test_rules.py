@@ -134,6 +134,31 @@ def test_agent_in_another_timezone_gets_centre_business_time() -> None:
     assert parse_condition({"business_hours": True}).evaluate(facts) is True
 
 
+def test_a_team_in_another_timezone_can_keep_its_own_hours() -> None:
+    """``calendar.teams``: the London team's missed calls are due in London business hours,
+    with England's bank holidays; other keys (the hours) are the centre's."""
+    london = ZoneInfo("Europe/London")
+    cfg = config(
+        calendar={
+            **CENTRE,
+            "teams": {
+                "emea": {
+                    "timezone": "Europe/London",
+                    "holidays": {"country": "GB", "subdivision": "ENG"},
+                }
+            },
+        }
+    )
+    agent = Agent(id="u-9", team="emea")
+    # Thursday 2 April 2026, 16:30 London; Good Friday and Easter Monday are bank holidays
+    ended = datetime(2026, 4, 2, 16, 30, tzinfo=london)
+    record = call(ended, CallOutcome.MISSED, agent=agent)
+    assert dues(cfg, record)["callback-missed"] == datetime(2026, 4, 7, 9, 30, tzinfo=london)
+    # the same call taken by the centre's team is due in New York hours (open until 17:00 EDT)
+    record = call(ended, CallOutcome.MISSED, agent=Agent(id="u-1", team="support"))
+    assert dues(cfg, record)["callback-missed"] == datetime(2026, 4, 2, 12, 30, tzinfo=NY)
+
+
 def test_promised_callback_is_due_when_promised() -> None:
     promised = ny(2026, 3, 5, 15, 0)
     analysis = Analysis(

@@ -214,8 +214,8 @@ class HolidaySettings(_Strict):
         return self
 
 
-class CalendarSettings(_Strict):
-    """The centre's business calendar, for due times and ``business_hours`` conditions."""
+class TeamCalendar(_Strict):
+    """A business calendar: opening hours in one timezone, holidays, closed dates."""
 
     timezone: str = "UTC"
     hours: WeeklyHours = Field(
@@ -255,6 +255,21 @@ class CalendarSettings(_Strict):
             holiday_subdivision=self.holidays.subdivision if self.holidays else None,
             closed_dates=frozenset(self.closed),
         )
+
+
+class CalendarSettings(TeamCalendar):
+    """The centre's business calendar, for due times and ``business_hours`` conditions."""
+
+    teams: dict[str, TeamCalendar] = Field(default_factory=dict)
+    """Agent team -> its own calendar (a team working in another timezone); keys a team leaves
+    out are the centre's."""
+
+    def for_team(self, team: str | None) -> TeamCalendar:
+        override = self.teams.get(team or "")
+        if override is None:
+            return self
+        base = TeamCalendar.model_validate(self.model_dump(exclude={"teams"}))
+        return base.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
 
 
 # -- rules -------------------------------------------------------------------------------------
@@ -370,7 +385,7 @@ class AppConfig(_Strict):
     """Validated by ``acw_sync.analyzer.AnalyzerSettings`` when that package is installed."""
     server: ServerSettings = Field(default_factory=ServerSettings)
     source: str = Field(default="<built-in default>", exclude=True)
-    _calendar: BusinessCalendar | None = PrivateAttr(default=None)
+    _calendars: dict[str | None, BusinessCalendar] = PrivateAttr(default_factory=dict)
     _compiled_rules: Any = PrivateAttr(default=None)
     """The rules with parsed conditions (owned by :mod:`acw_sync.rules`)."""
 
@@ -408,12 +423,16 @@ class AppConfig(_Strict):
             data.setdefault("timezone", self.calendar.timezone)
         return settings.model_validate(data)
 
-    def business_calendar(self) -> BusinessCalendar:
-        if self._calendar is None:
-            self._calendar = (
-                self.calendar.business_calendar() if self.calendar else BusinessCalendar()
+    def business_calendar(self, team: str | None = None) -> BusinessCalendar:
+        """The calendar of the centre, or of ``team`` when it has its own (``calendar.teams``)."""
+        key = team if self.calendar is not None and team in self.calendar.teams else None
+        if key not in self._calendars:
+            self._calendars[key] = (
+                self.calendar.for_team(key).business_calendar()
+                if self.calendar
+                else BusinessCalendar()
             )
-        return self._calendar
+        return self._calendars[key]
 
     def routes_for(
         self, provider: str, account: str | None, line: str | None, team: str | None

@@ -217,7 +217,7 @@ def evaluate_rules(
         return plan
     spec = config.connectors.get(instance) if instance else None
     selected = set(spec.rules) if spec is not None and spec.rules is not None else None
-    calendar = config.business_calendar()
+    calendar = config.business_calendar(call.agent.team if call.agent else None)
     facts = Facts(call=call, calendar=calendar)
     context = template_context(call, customer=customer, timezone=calendar.timezone)
     for rule in _compile(config):

@@ -183,7 +183,7 @@ def prepare_call(
     plan = evaluate_rules(record, config, instance=instance, customer=customer)
     if plan.disposition:
         record = record.model_copy(update={"disposition": plan.disposition})
-    timezone = config.business_calendar().timezone
+    timezone = config.business_calendar(record.agent.team if record.agent else None).timezone
     fields = render_mapping(
         config.connectors[instance].mapping, record, customer=customer, timezone=timezone
     )

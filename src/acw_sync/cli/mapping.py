@@ -178,7 +178,7 @@ def _instance_report(
 ) -> list[str]:
     spec = pool.instance(instance)
     conn = pool.get(instance)
-    calendar = config.business_calendar()
+    calendar = config.business_calendar(record.agent.team if record.agent else None)
     out = [f"-> {instance} ({spec.type})"]
     matching = spec.matching
     if record.customer_number:
