@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from acw_sync import __version__
-from acw_sync.cli import admin, demo, mapping, run, sandbox
+from acw_sync.cli import admin, demo, mapping, report, run, sandbox
 
 __all__ = ["main"]
 
@@ -30,5 +30,6 @@ for command in (
     *mapping.COMMANDS,
     *sandbox.COMMANDS,
     *demo.COMMANDS,
+    *report.COMMANDS,
 ):
     main.add_command(command)
