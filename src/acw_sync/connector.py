@@ -52,7 +52,7 @@ ENTRY_POINT_GROUP = "acw_sync.connectors"
 class ConnectorConfig(BaseModel):
     """Base of each connector's typed config. Mark secrets as ``pydantic.SecretStr``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 @dataclass(frozen=True)

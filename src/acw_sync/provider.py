@@ -48,7 +48,7 @@ ENTRY_POINT_GROUP = "acw_sync.providers"
 class ProviderConfig(BaseModel):
     """Base of each provider's typed config. Secrets are ``pydantic.SecretStr``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     default_region: str = "US"
     """ISO country code used to read national numbers into E.164."""
