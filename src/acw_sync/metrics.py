@@ -292,23 +292,20 @@ def instrument_connector(connector: _C) -> _C:
 def observe_call_figures(record: Any) -> None:
     """Observe one ended call's talk, hold, wrap-up and handle times (call once per call).
 
-    Talk time is the platform's, else answered to ended; AHT = talk + hold + wrap-up, for
-    connected calls only (a missed call has no handle time).
+    The figures are the analyzer's (:func:`acw_sync.analyzer.call_figures`), so the metrics
+    and the ACW report agree: talk is the platform's, else answered to ended; a missed call
+    has no talk or handle time.
     """
+    from acw_sync.analyzer import call_figures  # workers only: keep the server's import light
+
+    figures = call_figures(record)
     agent = getattr(record, "agent", None)
     team = (getattr(agent, "team", None) or NO_TEAM)[:64]
-    talk = record.talk_time
-    if talk is None and record.answered_at is not None and record.ended_at is not None:
-        talk = max(0.0, (record.ended_at - record.answered_at).total_seconds())
-    connected = record.outcome is None or record.outcome.connected
-    handle = None
-    if talk is not None and connected:
-        handle = talk + (record.hold_time or 0.0) + (record.wrapup_time or 0.0)
     for histogram, value in (
-        (ACW_TALK, talk if connected else None),
-        (ACW_HOLD, record.hold_time),
-        (ACW_WRAPUP, record.wrapup_time),
-        (ACW_HANDLE, handle),
+        (ACW_TALK, figures.talk),
+        (ACW_HOLD, figures.hold),
+        (ACW_WRAPUP, figures.acw),
+        (ACW_HANDLE, figures.handle),
     ):
         if value is not None:
             histogram.labels(team).observe(value)
