@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,12 +27,13 @@ from typing import Any
 import anyio
 import structlog
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from acw_sync.config import AppConfig
-from acw_sync.errors import ConfigError, PayloadTooLarge, WebhookRejected
+from acw_sync.errors import ConfigError, PayloadInvalid, PayloadTooLarge, WebhookRejected
 from acw_sync.model import CallEvent
 from acw_sync.openapi import openapi_document
 from acw_sync.provider import Provider, WebhookRequest, available_providers
@@ -91,18 +93,67 @@ def _error(status: int, reason: str, details: Any = None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+#: Deepest JSON nesting accepted; deeper bodies are refused before any parser recurses.
+MAX_JSON_DEPTH = 32
+#: Seconds a client may take to send its body (a slow sender holds a connection, not memory).
+BODY_TIMEOUT = 10.0
+
+_JSON_SPECIAL = re.compile(rb'["\\\[\]{}]')
+
+
+def check_json_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse a JSON body nested deeper than ``limit`` (parsers recurse per level).
+
+    One linear pass over the structural characters, skipping strings and their escapes.
+    """
+    if body.lstrip()[:1] not in (b"{", b"["):
+        return
+    in_string = False
+    escaped_at = -1
+    depth = 0
+    for m in _JSON_SPECIAL.finditer(body):
+        pos, char = m.start(), body[m.start()]
+        if in_string:
+            if pos == escaped_at:
+                continue
+            if char == 0x5C:  # backslash: the next character is escaped
+                escaped_at = pos + 1
+            elif char == 0x22:
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in (0x7B, 0x5B):
+            depth += 1
+            if depth > limit:
+                raise PayloadInvalid(f"JSON nested deeper than {limit} levels")
+        elif char in (0x7D, 0x5D):
+            depth -= 1
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        with anyio.fail_after(BODY_TIMEOUT):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body is larger than {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"body not received within {BODY_TIMEOUT:g} s") from None
+    except ClientDisconnect:
+        raise PayloadInvalid("client disconnected before the body was complete") from None
+    body = b"".join(chunks)
+    await anyio.to_thread.run_sync(check_json_depth, body)
+    return body
+
+
+class RequestTimeout(WebhookRejected):
+    status = 408
 
 
 def _public_url(request: Request, base: str | None) -> str:
@@ -150,6 +201,11 @@ def create_app(ingest: Ingest) -> Starlette:
         except WebhookRejected as exc:
             bound.warning("webhook rejected", status=exc.status, reason=exc.reason)
             return _error(exc.status, exc.reason, exc.details)
+        except (ValueError, TypeError, KeyError, LookupError, RecursionError) as exc:
+            # A provider that did not foresee this input: still a 4xx with a reason, never a
+            # crash; logged as an error so that the provider gets fixed.
+            bound.error("provider could not read the webhook", error=type(exc).__name__)
+            return _error(400, f"malformed payload ({type(exc).__name__})")
         return await _enqueue(name, events, bound)
 
     async def _enqueue(name: str, events: list[CallEvent], bound: Any) -> Response:
@@ -162,6 +218,8 @@ def create_app(ingest: Ingest) -> Starlette:
             for event in events:
                 claimed = await anyio.to_thread.run_sync(store.claim, name, event.event_id)
                 (accepted.append(event) if claimed else duplicates.append(event.event_id))
+            # Journal first: a broker message lost after the 202 is published again.
+            await anyio.to_thread.run_sync(store.inbox_add, accepted)
             for event in accepted:
                 await anyio.to_thread.run_sync(ingest.publish, event)
         except Exception as exc:
@@ -170,8 +228,18 @@ def create_app(ingest: Ingest) -> Starlette:
                 await anyio.to_thread.run_sync(
                     lambda: store.release(name, *(e.event_id for e in accepted))
                 )
+                for event in accepted:  # refused: the platform retries, not our inbox
+                    await anyio.to_thread.run_sync(store.inbox_done, event.event_id)
             bound.error("broker unavailable", error=type(exc).__name__)
             return _error(503, "queue unavailable, retry later")
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: store.confirm(name, *(e.event_id for e in accepted))
+            )
+        except Exception as exc:
+            # The events are on the queue: accept. The provisional claims expire; a redelivery
+            # until then is published again and absorbed by process_event.
+            bound.warning("could not confirm the delivery claims", error=type(exc).__name__)
         for event in accepted:
             bound.info(
                 "webhook accepted",
@@ -203,6 +271,14 @@ def create_app(ingest: Ingest) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own 404/405: JSON with a reason like every other rejection.
+        status = getattr(exc, "status_code", 400)
+        headers = dict(getattr(exc, "headers", None) or {})
+        response = _error(status, str(getattr(exc, "detail", "") or "bad request"))
+        response.headers.update(headers)
+        return response
+
     async def on_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", path=request.url.path)
         return _error(500, "internal error")
@@ -219,7 +295,7 @@ def create_app(ingest: Ingest) -> Starlette:
             Route("/openapi.json", openapi, methods=["GET"]),
             *ops_routes(ingest.store, ingest.config, ingest.broker_url),
         ],
-        exception_handlers={Exception: on_error},
+        exception_handlers={HTTPException: on_http_error, Exception: on_error},
     )
 
 
