@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from acw_sync.config import AppConfig, load_config
 from acw_sync.embedded import broker_url
 from acw_sync.errors import ConfigError
 from acw_sync.logs import register_config_secrets
 from acw_sync.store import StateStore
-from acw_sync.sync import ConnectorPool
+from acw_sync.sync import Analyze, ConnectorPool
 
 __all__ = ["Runtime", "get_runtime", "reset_runtime", "state_url"]
 
@@ -26,6 +26,16 @@ class Runtime:
     config: AppConfig
     store: StateStore
     pool: ConnectorPool
+    _analyze: Analyze | None = field(default=None, init=False, repr=False)
+
+    def analyzer(self) -> Analyze:
+        """The wrap-up analyzer, built on first use from the config's ``analyzer`` section
+        (workers only: the ingest server never loads it)."""
+        if self._analyze is None:
+            from acw_sync.analyzer import analyze_function
+
+            self._analyze = analyze_function(self.config.analyzer_settings())
+        return self._analyze
 
 
 _lock = threading.Lock()

@@ -253,7 +253,9 @@ def sync_call(
         raise self.retry(countdown=doubt_ms / 1000 + random.random(), kwargs=kwargs)
     try:
         with store.lock(f"sync:{instance}:{call_key}", ttl=SYNC_LOCK_TTL):
-            result = run_sync(store, runtime.pool, instance, call_key, guard=guard)
+            result = run_sync(
+                store, runtime.pool, instance, call_key, guard=guard, analyze=runtime.analyzer()
+            )
     except LockBusy:
         # Another worker is syncing this call; run again after it, with the newest data.
         raise self.retry(countdown=1.0 + random.random(), kwargs=kwargs) from None

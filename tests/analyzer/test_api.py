@@ -17,7 +17,6 @@ def test_exports_are_pinned() -> None:
             "Analyzer",
             "AnalyzerSettings",
             "CallFigures",
-            "CallMetrics",
             "DueTime",
             "LLMAnalyzer",
             "LLMSettings",
@@ -27,7 +26,6 @@ def test_exports_are_pinned() -> None:
             "analyze_function",
             "analyzer_from_settings",
             "call_figures",
-            "observe_call",
             "parse_since",
             "render_report",
             "report",
@@ -80,27 +78,6 @@ def test_analyze_function_for_the_worker() -> None:
     result = analyze(call)
     assert result is not None
     assert result.action_items[0].due_at == datetime(2026, 6, 11, 14, 0, tzinfo=ny)
-
-
-def test_metrics_observe_a_call() -> None:
-    from prometheus_client import CollectorRegistry
-
-    from acw_sync.model import Agent, Analysis, Resolution
-    from tests.analyzer.builders import make_call
-
-    registry = CollectorRegistry()
-    metrics = analyzer.CallMetrics(registry)
-    call = make_call(agent=Agent(name="Anna", team="Support"), talk=300, hold=30, wrapup=90)
-    call.analysis = Analysis(resolution=Resolution.RESOLVED)
-    metrics.observe(call)
-    assert registry.get_sample_value("acw_call_handle_seconds_sum", {"team": "Support"}) == 420
-    assert registry.get_sample_value("acw_call_wrapup_seconds_count", {"team": "Support"}) == 1
-    assert (
-        registry.get_sample_value(
-            "acw_calls_analyzed_total", {"team": "Support", "resolution": "resolved"}
-        )
-        == 1
-    )
 
 
 def test_analyze_function_never_raises(

@@ -17,7 +17,6 @@ from acw_sync.analyzer._base import AnalysisContext, Analyzer
 from acw_sync.analyzer._due import DueTime, resolve_due
 from acw_sync.analyzer._figures import CallFigures, ReportRow, call_figures, parse_since, report
 from acw_sync.analyzer._llm import LLMAnalyzer, LLMUnavailable
-from acw_sync.analyzer._metrics import CallMetrics, observe_call
 from acw_sync.analyzer._offline import OfflineAnalyzer
 from acw_sync.analyzer._render import render_report, write_chart
 from acw_sync.analyzer._settings import DEFAULT_TAXONOMY, AnalyzerSettings, LLMSettings
@@ -29,7 +28,6 @@ __all__ = [
     "Analyzer",
     "AnalyzerSettings",
     "CallFigures",
-    "CallMetrics",
     "DueTime",
     "LLMAnalyzer",
     "LLMSettings",
@@ -39,7 +37,6 @@ __all__ = [
     "analyze_function",
     "analyzer_from_settings",
     "call_figures",
-    "observe_call",
     "parse_since",
     "render_report",
     "report",
