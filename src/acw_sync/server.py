@@ -16,9 +16,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from acw_sync.config import AppConfig
+from acw_sync.enqueue import Enqueuer
 from acw_sync.errors import ConfigError, PayloadTooLarge, WebhookRejected
 from acw_sync.model import CallEvent
 from acw_sync.openapi import openapi_document
@@ -41,17 +41,30 @@ __all__ = ["Ingest", "create_app"]
 log = structlog.get_logger("acw_sync.server")
 
 Publish = Callable[[CallEvent], None]
+PublishMany = Callable[[Sequence[CallEvent]], None]
 
 
 @dataclass
 class Ingest:
-    """What the server needs: providers by name, the state store and a publisher."""
+    """What the server needs: providers by name, the state store and a publisher.
+
+    ``publish_many`` (a batch; see :mod:`acw_sync.publish`) is used when given, else
+    ``publish`` one event at a time.
+    """
 
     config: AppConfig
     providers: dict[str, Provider]
     store: StateStore
     publish: Publish
     broker_ping: Callable[[], bool]
+    publish_many: PublishMany | None = field(default=None, kw_only=True)
+
+    def publish_batch(self, events: Sequence[CallEvent]) -> None:
+        if self.publish_many is not None:
+            self.publish_many(events)
+            return
+        for event in events:
+            self.publish(event)
 
     @classmethod
     def from_config(
@@ -60,6 +73,8 @@ class Ingest:
         store: StateStore,
         publish: Publish,
         broker_ping: Callable[[], bool],
+        *,
+        publish_many: PublishMany | None = None,
     ) -> Ingest:
         installed = available_providers()
         providers: dict[str, Provider] = {}
@@ -77,7 +92,7 @@ class Ingest:
                 problems.append(f"providers.{name}: {exc}")
         if problems:
             raise ConfigError(problems, file=config.source)
-        return cls(config, providers, store, publish, broker_ping)
+        return cls(config, providers, store, publish, broker_ping, publish_many=publish_many)
 
 
 def _error(status: int, reason: str, details: Any = None) -> JSONResponse:
@@ -113,6 +128,7 @@ def _public_url(request: Request, base: str | None) -> str:
 def create_app(ingest: Ingest) -> Starlette:
     limit = ingest.config.server.max_body_bytes
     base_url = ingest.config.server.public_base_url
+    enqueuer = Enqueuer(ingest.store, ingest.publish_batch)
 
     async def webhook(request: Request) -> Response:
         name = request.path_params["provider"]
@@ -151,23 +167,15 @@ def create_app(ingest: Ingest) -> Starlette:
     async def _enqueue(name: str, events: list[CallEvent], bound: Any) -> Response:
         if not events:
             return JSONResponse({"accepted": [], "duplicates": [], "ignored": True}, 200)
-        store = ingest.store
-        accepted: list[CallEvent] = []
-        duplicates: list[str] = []
         try:
-            for event in events:
-                claimed = await anyio.to_thread.run_sync(store.claim, name, event.event_id)
-                (accepted.append(event) if claimed else duplicates.append(event.event_id))
-            for event in accepted:
-                await anyio.to_thread.run_sync(ingest.publish, event)
+            # Claimed and published in a batch with concurrent requests, off the event loop;
+            # claims are released again when the publish fails (see acw_sync.enqueue).
+            done = await enqueuer.enqueue(name, events)
         except Exception as exc:
             # Nothing is acknowledged unless it is on the queue: let the platform retry.
-            with contextlib.suppress(Exception):  # Redis itself is down: the claims expire
-                await anyio.to_thread.run_sync(
-                    lambda: store.release(name, *(e.event_id for e in accepted))
-                )
             bound.error("broker unavailable", error=type(exc).__name__)
             return _error(503, "queue unavailable, retry later")
+        accepted, duplicates = done.accepted, done.duplicates
         for event in accepted:
             bound.info(
                 "webhook accepted",
@@ -216,11 +224,12 @@ def create_app(ingest: Ingest) -> Starlette:
 
 def build_app() -> Starlette:
     """The production app: config, state store and the Celery publisher of this process."""
+    from acw_sync.publish import publisher_for
     from acw_sync.runtime import get_runtime
     from acw_sync.tasks import app as celery_app
     from acw_sync.tasks import configure_broker, process_event
 
-    configure_broker()
+    url = configure_broker()
     runtime = get_runtime()
 
     def publish(event: CallEvent) -> None:
@@ -234,5 +243,7 @@ def build_app() -> Starlette:
         except Exception:
             return False
 
-    ingest = Ingest.from_config(runtime.config, runtime.store, publish, broker_ping)
+    ingest = Ingest.from_config(
+        runtime.config, runtime.store, publish, broker_ping, publish_many=publisher_for(url)
+    )
     return create_app(ingest)

@@ -116,6 +116,22 @@ class StateStore:
         if delivery_ids:
             self.redis.delete(*(self.k("dedupe", provider, d) for d in delivery_ids))
 
+    def claim_many(self, keys: list[tuple[str, str]], ttl: int = DEDUPE_TTL) -> list[bool]:
+        """Claim many ``(provider, delivery id)`` pairs in one round trip; True where new.
+
+        A pair listed twice is claimed by its first occurrence only.
+        """
+        if not keys:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for provider, delivery_id in keys:
+            pipe.set(self.k("dedupe", provider, delivery_id), "1", nx=True, ex=ttl)
+        return [bool(r) for r in pipe.execute()]
+
+    def release_many(self, keys: list[tuple[str, str]]) -> None:
+        if keys:
+            self.redis.delete(*(self.k("dedupe", p, d) for p, d in keys))
+
     # -- events and records ----------------------------------------------------------------
     def add_event(self, event: CallEvent) -> bool:
         """Store an event of a call; False when it was stored before (a redelivery)."""
