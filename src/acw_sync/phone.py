@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 
@@ -12,14 +13,29 @@ _NOT_NUMBERS = {"anonymous", "restricted", "unknown", "private", "blocked", "una
 
 
 def to_e164(value: str | None, default_region: str | None = None) -> str | None:
+    """Normalise ``value`` to E.164 (memoised: see :func:`_to_e164`)."""
+    if value is None:
+        return None
+    normalised = _to_e164(value, default_region)
+    if normalised is not None and normalised != value:
+        # An E.164 result normalises to itself: remember that, so the model's validator
+        # (which sees the provider's already-normalised number) costs a dict look-up.
+        _to_e164_seed(normalised)
+    return normalised
+
+
+def _to_e164_seed(e164: str) -> None:
+    _to_e164(e164, None)
+
+
+@lru_cache(maxsize=65536)
+def _to_e164(value: str, default_region: str | None) -> str | None:
     """Normalise ``value`` to E.164, or None when it is not a dialable number.
 
     ``default_region`` (ISO 3166 alpha-2, e.g. ``"US"``) reads national numbers; without it
     only international forms (``+44 20 ...``, ``0044...`` is not accepted) parse. A bare string
     of 11-15 digits is tried as international (Vonage sends ``441234567890``).
     """
-    if value is None:
-        return None
     text = value.strip()
     if not text or text.lower() in _NOT_NUMBERS or ":" in text or "@" in text:
         return None
