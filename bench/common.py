@@ -37,7 +37,9 @@ def pinned(cpu: int | None, args: list[str]) -> list[str]:
     return ["taskset", "-c", str(cpu), *args]
 
 
-def spawn(args: list[str], env: dict[str, str], log: Path, cpu: int | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    args: list[str], env: dict[str, str], log: Path, cpu: int | None = None
+) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
     return subprocess.Popen(
         pinned(cpu, [sys.executable, "-m", "acw_sync", *args]),
@@ -102,9 +104,16 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
-def plot(path: Path, title: str, series: dict[str, tuple[list[float], list[float]]],
-         xlabel: str, ylabel: str, *, second: dict[str, tuple[list[float], list[float]]] | None = None,
-         second_label: str = "") -> None:
+def plot(
+    path: Path,
+    title: str,
+    series: dict[str, tuple[list[float], list[float]]],
+    xlabel: str,
+    ylabel: str,
+    *,
+    second: dict[str, tuple[list[float], list[float]]] | None = None,
+    second_label: str = "",
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

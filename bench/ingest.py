@@ -21,10 +21,21 @@ import threading
 from pathlib import Path
 
 import redis
+from tests.helpers import SECRET
 
 from acw_sync.embedded import EmbeddedRedis
-from bench.common import RESULTS, ROOT, free_port, pinned, plot, save, spawn, stop, table, wait_ready
-from tests.helpers import SECRET
+from bench.common import (
+    RESULTS,
+    ROOT,
+    free_port,
+    pinned,
+    plot,
+    save,
+    spawn,
+    stop,
+    table,
+    wait_ready,
+)
 
 CONFIG = """
 providers:
@@ -42,9 +53,28 @@ TARGET_RPS, TARGET_P99_MS, TARGET_RATIO = 2500, 25.0, 0.5
 
 def load(url: str, path: str, concurrency: int, duration: float, tag: str) -> dict:
     out = subprocess.run(
-        pinned(1, [sys.executable, "-m", "bench.loadgen", "--url", url, "--path", path,
-                   "-c", str(concurrency), "-d", str(duration), "--tag", tag]),
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        pinned(
+            1,
+            [
+                sys.executable,
+                "-m",
+                "bench.loadgen",
+                "--url",
+                url,
+                "--path",
+                path,
+                "-c",
+                str(concurrency),
+                "-d",
+                str(duration),
+                "--tag",
+                tag,
+            ],
+        ),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -60,9 +90,14 @@ def main() -> None:
         server = EmbeddedRedis(root / "redis")
         url = server.start()
         (root / "acw-sync.yaml").write_text(CONFIG % {"db": root / "crm.db"})
-        env = {**os.environ, "ACW_BROKER_URL": url, "ACW_CONFIG": str(root / "acw-sync.yaml"),
-               "ACW_DATA_DIR": str(root / "data"), "ACW_GENERIC_SECRET": SECRET,
-               "ACW_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "ACW_BROKER_URL": url,
+            "ACW_CONFIG": str(root / "acw-sync.yaml"),
+            "ACW_DATA_DIR": str(root / "data"),
+            "ACW_GENERIC_SECRET": SECRET,
+            "ACW_LOG_LEVEL": "WARNING",
+        }
         port = free_port()
         proc = spawn(["serve", "--port", str(port)], env, root / "server.log", cpu=0)
         client = redis.Redis.from_url(url)
@@ -83,23 +118,37 @@ def main() -> None:
                 hook = load(base, "/webhooks/generic", c, args.duration, f"c{c}")
                 health = load(base, "/healthz", c, args.duration, f"h{c}")
                 bad = {k: v for k, v in hook["statuses"].items() if k != "202"}
-                rows.append({
-                    "concurrency": c,
-                    "webhooks_per_s": hook["rps"], "p50_ms": hook["p50_ms"], "p99_ms": hook["p99_ms"],
-                    "healthz_per_s": health["rps"], "healthz_p99_ms": health["p99_ms"],
-                    "ratio": round(hook["rps"] / health["rps"], 2) if health["rps"] else 0,
-                    "non_202": sum(bad.values()),
-                })
-                print(f"c={c}: {hook['rps']:.0f} webhooks/s p99 {hook['p99_ms']} ms; "
-                      f"healthz {health['rps']:.0f}/s", flush=True)
+                rows.append(
+                    {
+                        "concurrency": c,
+                        "webhooks_per_s": hook["rps"],
+                        "p50_ms": hook["p50_ms"],
+                        "p99_ms": hook["p99_ms"],
+                        "healthz_per_s": health["rps"],
+                        "healthz_p99_ms": health["p99_ms"],
+                        "ratio": round(hook["rps"] / health["rps"], 2) if health["rps"] else 0,
+                        "non_202": sum(bad.values()),
+                    }
+                )
+                print(
+                    f"c={c}: {hook['rps']:.0f} webhooks/s p99 {hook['p99_ms']} ms; "
+                    f"healthz {health['rps']:.0f}/s",
+                    flush=True,
+                )
         finally:
             done.set()
             stop([proc])
             server.stop()
-    columns = [("concurrency", "clients"), ("webhooks_per_s", "webhooks/s"), ("p50_ms", "p50 ms"),
-               ("p99_ms", "p99 ms"), ("healthz_per_s", "/healthz/s"),
-               ("healthz_p99_ms", "/healthz p99 ms"), ("ratio", "webhooks ÷ healthz"),
-               ("non_202", "non-202")]
+    columns = [
+        ("concurrency", "clients"),
+        ("webhooks_per_s", "webhooks/s"),
+        ("p50_ms", "p50 ms"),
+        ("p99_ms", "p99 ms"),
+        ("healthz_per_s", "/healthz/s"),
+        ("healthz_p99_ms", "/healthz p99 ms"),
+        ("ratio", "webhooks ÷ healthz"),
+        ("non_202", "non-202"),
+    ]
     print(table(rows, columns))
     at64 = next((r for r in rows if r["concurrency"] == 64), None)
     verdict = {}
@@ -112,11 +161,18 @@ def main() -> None:
         print("targets @64 [measured, target, met]:", json.dumps(verdict))
     save("ingest", {"rows": rows, "targets": verdict, "duration_s": args.duration})
     xs = [float(r["concurrency"]) for r in rows]
-    plot(RESULTS / "ingest.png", "acw-sync ingest: one server process, 2-core machine",
-         {"signed webhooks/s": (xs, [r["webhooks_per_s"] for r in rows]),
-          "bare /healthz/s": (xs, [r["healthz_per_s"] for r in rows])},
-         "concurrent clients", "requests per second",
-         second={"webhook p99 ms": (xs, [r["p99_ms"] for r in rows])}, second_label="p99 latency (ms)")
+    plot(
+        RESULTS / "ingest.png",
+        "acw-sync ingest: one server process, 2-core machine",
+        {
+            "signed webhooks/s": (xs, [r["webhooks_per_s"] for r in rows]),
+            "bare /healthz/s": (xs, [r["healthz_per_s"] for r in rows]),
+        },
+        "concurrent clients",
+        "requests per second",
+        second={"webhook p99 ms": (xs, [r["p99_ms"] for r in rows])},
+        second_label="p99 latency (ms)",
+    )
     print(f"wrote {RESULTS / 'ingest.json'} and {RESULTS / 'ingest.png'}")
 
 

@@ -43,8 +43,7 @@ def webhook_requests(host: str, path: str, count: int, tag: str) -> list[bytes]:
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         out.append(
             (
-                f"POST {path} HTTP/1.1\r\nhost: {host}\r\n{head}"
-                f"content-length: {len(body)}\r\n\r\n"
+                f"POST {path} HTTP/1.1\r\nhost: {host}\r\n{head}content-length: {len(body)}\r\n\r\n"
             ).encode()
             + body
         )
@@ -103,7 +102,9 @@ async def run(url: str, path: str, concurrency: int, duration: float, count: int
     latencies.sort()
 
     def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0
+        return (
+            latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0
+        )
 
     return {
         "path": path,

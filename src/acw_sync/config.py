@@ -71,6 +71,9 @@ class ConnectorInstance(_Strict):
     max_attempts: int = Field(default=8, ge=1)
     max_age: float = Field(default=86400, gt=0)
     """Seconds after the call's end beyond which a failing sync goes to the dead-letter store."""
+    batch_window: float = Field(default=0.3, ge=0, le=10)
+    """Seconds the syncs of this instance are collected into batch requests (connectors that
+    declare ``batch_size`` > 1); 0 syncs each call on its own. A lone call waits this long."""
 
 
 class RouteMatch(_Strict):

@@ -75,6 +75,8 @@ class Ledger:
     """synced | unresolved | skipped | dead"""
     synced_at: float | None = None
     error: str | None = None
+    attempted: bool = False
+    """A CRM write of the activity was attempted (its answer may have been lost)."""
 
 
 class StateStore:
@@ -188,6 +190,7 @@ class StateStore:
         ledger.state = raw.get("state")
         ledger.error = raw.get("error")
         ledger.synced_at = float(raw["synced_at"]) if "synced_at" in raw else None
+        ledger.attempted = "attempted" in raw
         for name, value in raw.items():
             if name.startswith("task:"):
                 ledger.tasks[name[5:]] = CrmObjectRef.model_validate_json(value)

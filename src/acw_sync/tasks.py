@@ -20,6 +20,7 @@ import structlog
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_process_shutdown
 
+from acw_sync import batch
 from acw_sync.embedded import broker_url
 from acw_sync.errors import (
     AuthExpired,
@@ -34,7 +35,7 @@ from acw_sync.runtime import get_runtime, reset_runtime
 from acw_sync.store import LockBusy
 from acw_sync.sync import sync_call as run_sync
 
-__all__ = ["app", "backoff_delay", "process_event", "sync_call"]
+__all__ = ["app", "backoff_delay", "process_event", "sync_batch", "sync_call"]
 
 log = structlog.get_logger("acw_sync.worker")
 
@@ -132,6 +133,12 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
     for instance in runtime.config.routes_for(
         record.provider, record.provider_account, record.line_number, team
     ):
+        window = batch.batch_window(runtime.pool, instance)
+        if window > 0:  # batched: one sync_batch per window collects this call with others
+            if batch.queue_call(store, instance, record.key, window):
+                sync_batch.apply_async(args=[instance], countdown=window)
+            bound.info("sync batched", connector=instance)
+            continue
         if store.mark_pending(instance, record.key):
             sync_call.apply_async(args=[instance, record.key], kwargs={"first_seen": time.time()})
             bound.info("sync queued", connector=instance)
@@ -179,6 +186,38 @@ def sync_call(self: Task, instance: str, call_key: str, first_seen: float | None
         crm_writes=result.crm_writes,
     )
     return result.status
+
+
+@app.task(name="acw.sync_batch", bind=True, max_retries=None)
+def sync_batch(self: Task, instance: str, attempt: int = 0) -> str:
+    """Sync the calls queued for ``instance`` in batch requests (see :mod:`acw_sync.batch`).
+
+    Calls the batch could not take (a rejected record, a busy lock) go to ``sync_call``, whose
+    retries and dead letters apply; a whole-batch transient failure retries the batch.
+    """
+    runtime = get_runtime()
+    store = runtime.store
+    outcome = batch.flush(store, runtime.pool, instance)
+    single = list(outcome.single)
+    exc = outcome.error
+    if exc is not None:
+        spec = runtime.pool.instance(instance)
+        if isinstance(exc, RetryableError) and attempt + 1 < spec.max_attempts:
+            batch.requeue(store, instance, outcome.failed)
+            delay = backoff_delay(attempt, exc.retry_after)
+            log.warning(
+                "batch failed: will retry", connector=instance, reason=exc.reason, delay=delay
+            )
+            sync_batch.apply_async(
+                args=[instance], kwargs={"attempt": attempt + 1}, countdown=delay
+            )
+        else:
+            single += outcome.failed
+    if outcome.more:
+        sync_batch.apply_async(args=[instance])
+    for call_key in single:
+        sync_call.apply_async(args=[instance, call_key], kwargs={"first_seen": time.time()})
+    return f"synced {len(outcome.synced)}, alone {len(single)}"
 
 
 def _dead_letter(instance: str, call_key: str, exc: ConnectorError, attempts: int) -> None:

@@ -58,6 +58,10 @@ REQUIRED_SCOPES: dict[str, tuple[str, ...]] = {
 }
 OWNER_TTL = 3600.0
 DISPOSITIONS_TTL = 3600.0
+#: Numbers per ``IN`` search of :meth:`HubSpotConnector.find_customers_many` (HubSpot takes up
+#: to 100 values per ``IN`` filter), and the page size asked for.
+MANY_PER_SEARCH = 50
+MANY_PAGE = 200
 RECENT_MISS = 30.0
 
 
@@ -192,6 +196,60 @@ class HubSpotConnector(BatchWrites, Connector):
             for r in companies
             if same_number((r.get("properties") or {}).get("phone"), phone)
         ]
+
+    def find_customers_many(self, phones: Sequence[str]) -> dict[str, list[CustomerRef]]:
+        """Many numbers per search: ``IN`` on the calculated (national digits) phone fields.
+
+        One search per :data:`MANY_PER_SEARCH` numbers; a full page (the answer may be cut)
+        is searched again in halves. Numbers with no contact go through
+        :meth:`find_customers` when the company fallback is on.
+        """
+        unique = list(dict.fromkeys(phones))
+        rows: dict[str, list[dict[str, Any]]] = {p: [] for p in unique}
+        chunks = [unique[i : i + MANY_PER_SEARCH] for i in range(0, len(unique), MANY_PER_SEARCH)]
+        while chunks:
+            chunk = chunks.pop()
+            digits = sorted({national_digits(p) for p in chunk})
+            groups = [
+                [{"propertyName": f"hs_searchable_calculated_{kind}_number", "operator": "IN",
+                  "values": digits}]
+                for kind in ("phone", "mobile")
+            ]  # fmt: skip
+            found = self.client.search("contacts", groups, CONTACT_PROPERTIES, limit=MANY_PAGE)
+            if len(found) >= MANY_PAGE and len(chunk) > 1:
+                half = len(chunk) // 2
+                chunks += [chunk[:half], chunk[half:]]
+                continue
+            for row in found:
+                props = row.get("properties") or {}
+                for phone in chunk:
+                    if same_number(props.get("phone"), phone) or same_number(
+                        props.get("mobilephone"), phone
+                    ):
+                        rows[phone].append(row)
+        out: dict[str, list[CustomerRef]] = {}
+        for phone, matching in rows.items():
+            # Phone matches before mobile matches; within each, most recently modified first.
+            matching.sort(
+                key=lambda r: str((r.get("properties") or {}).get("lastmodifieddate") or ""),
+                reverse=True,
+            )
+            on_phone = {
+                id(r)
+                for r in matching
+                if same_number((r.get("properties") or {}).get("phone"), phone)
+            }
+            matching.sort(key=lambda r: 0 if id(r) in on_phone else 1)
+            refs = [self._contact_ref(r) for r in matching]
+            remembered = self._contacts_by_number.get(phone)
+            if remembered is not None and remembered.id not in {c.id for c in refs}:
+                refs.append(remembered)
+            if not refs and self.settings.company_fallback:
+                refs = self.find_customers(phone)
+            elif not refs:
+                self._misses.put(phone, self.clock())
+            out[phone] = refs
+        return out
 
     def create_customer(self, call: CallRecord, *, key: str) -> CustomerRef:
         """A contact for an unknown number. Idempotent by ``key`` and by number in process,

@@ -51,8 +51,9 @@ def write_chunk(
     ext = conn.settings.external_id_field
     unknown = [i for i in range(len(chunk)) if i not in updates]
     if not ext and unknown:
-        keys = {chunk[i].key: i for i in unknown}
-        if conn.call_fields_supported:
+        # Fresh keys were never sent before (the core says so): nothing to reconcile.
+        keys = {chunk[i].key: i for i in unknown if not chunk[i].fresh}
+        if keys and conn.call_fields_supported:
             listed = ", ".join(soql_quote(k) for k in keys)
             rows = conn.client.query(
                 f"SELECT Id, CallObject FROM Task WHERE CallObject IN ({listed}) "

@@ -47,6 +47,10 @@ from acw_sync.phone import same_number, stored_formats
 
 __all__ = ["PHONE_FIELDS", "SalesforceConnector"]
 
+#: Numbers per query of :meth:`SalesforceConnector.find_customers_many`: about 7 stored
+#: formats each keeps the SOQL well under its 100,000-character limit.
+MANY_PER_QUERY = 100
+
 log = logging.getLogger(__name__)
 
 PHONE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -201,6 +205,56 @@ class SalesforceConnector(Connector):
                     )
                 )
         return found
+
+    def find_customers_many(self, phones: Sequence[str]) -> dict[str, list[CustomerRef]]:
+        """Many numbers per SOQL query: every stored format of :data:`MANY_PER_QUERY` numbers
+        in one ``IN`` per phone field, one query per object type; matched back per number."""
+        unique = list(dict.fromkeys(phones))
+        out: dict[str, list[CustomerRef]] = {p: [] for p in unique}
+        leads = {r.id for r in self._leads.values()}
+        for start in range(0, len(unique), MANY_PER_QUERY):
+            chunk = unique[start : start + MANY_PER_QUERY]
+            forms = ", ".join(soql_quote(f) for p in chunk for f in stored_formats(p))
+            for sobject in self.settings.object_priority:
+                fields = PHONE_FIELDS[sobject]
+                where = " OR ".join(f"{f} IN ({forms})" for f in fields)
+                if sobject == "Lead":
+                    where = f"IsConverted = false AND ({where})"
+                select = ["Id", "Name", *fields, "OwnerId"]
+                if sobject == "Contact":
+                    select.append("AccountId")
+                limit = min(2000, self.settings.max_candidates * len(chunk))
+                rows = self.client.query(
+                    f"SELECT {', '.join(select)} FROM {sobject} WHERE {where} "
+                    f"ORDER BY LastModifiedDate DESC, Id ASC LIMIT {limit}",
+                    f"finding {sobject}s by phone",
+                )
+                for row in rows:
+                    for phone in chunk:
+                        stored = next(
+                            (
+                                row[f]
+                                for f in fields
+                                if same_number(row.get(f), phone, self.settings.default_region)
+                            ),
+                            None,
+                        )
+                        if stored is None or len(out[phone]) >= self.settings.max_candidates:
+                            continue
+                        record_id = str(row["Id"])
+                        out[phone].append(
+                            CustomerRef(
+                                object_type=sobject,
+                                id=record_id,
+                                name=row.get("Name"),
+                                phone=stored,
+                                owner_id=row.get("OwnerId"),
+                                account_id=row.get("AccountId"),
+                                url=self._url(record_id),
+                                created_by_acw=record_id in leads,
+                            )
+                        )
+        return out
 
     def create_customer(self, call: CallRecord, *, key: str) -> CustomerRef:
         """A Lead for an unknown number, once per key and per number.

@@ -1,0 +1,149 @@
+"""Batched syncs (acw_sync.batch) against the HubSpot and Salesforce emulators, on a real Redis.
+
+No Celery here: the flush is called directly, as the ``sync_batch`` task does.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from acw_sync import batch
+from acw_sync.config import AppConfig
+from acw_sync.model import CallEvent
+from acw_sync.store import StateStore
+from acw_sync.sync import ConnectorPool
+from tests.emulators.hubspot import HubSpotEmulator, hs_emulator
+
+__all__ = ["hs_emulator"]
+
+TOKEN = "pat-na1-emulated-secret-token"
+
+
+def _ended(n: int, **data: Any) -> CallEvent:
+    t0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC) + timedelta(minutes=n)
+    fields: dict[str, Any] = {
+        "event_id": f"ev-{n}",
+        "provider": "generic",
+        "call_id": f"call-{n}",
+        "type": "ended",
+        "occurred_at": t0 + timedelta(seconds=90),
+        "direction": "inbound",
+        "customer_number": f"+1415555{n:04d}",
+        "started_at": t0,
+        "answered_at": t0 + timedelta(seconds=3),
+        "ended_at": t0 + timedelta(seconds=90),
+        "outcome": "completed",
+    }
+    fields.update(data)
+    return CallEvent.model_validate(fields)
+
+
+def _pool(emulator: HubSpotEmulator, **instance: Any) -> ConnectorPool:
+    emulator.add_private_app_token(TOKEN)
+    config = AppConfig(
+        providers={"generic": {"secret": "whsec_" + "a" * 32}},
+        connectors={
+            "hs": {
+                "type": "hubspot",
+                "options": {"access_token": TOKEN, "host": emulator.url, "timeout": 5},
+                **instance,
+            }
+        },
+    )
+    return ConnectorPool(config)
+
+
+def _queue(store: StateStore, *events: CallEvent) -> None:
+    for event in events:
+        store.add_event(event)
+        batch.queue_call(store, "hs", event.call_key, 0.3)
+
+
+def test_a_batch_is_one_search_and_one_write(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    for n in range(3):
+        hs_emulator.add_object("contacts", {"phone": f"+1415555{n:04d}", "firstname": f"C{n}"})
+    pool = _pool(hs_emulator)
+    assert batch.batch_window(pool, "hs") == 0.3
+    _queue(store, *(_ended(n) for n in range(5)))
+    before = len(hs_emulator.log)
+    outcome = batch.flush(store, pool, "hs")
+    assert sorted(outcome.synced) == [f"generic:call-{n}" for n in range(5)]
+    assert outcome.single == [] and outcome.error is None and not outcome.more
+    paths = [p for _m, p, _s in hs_emulator.log[before:]]
+    assert sum("/search" in p for p in paths) == 1  # five numbers, one search
+    assert sum("/batch/create" in p for p in paths) == 1
+    assert len(paths) <= 3, paths  # + the portal's dispositions, read once
+    for n in range(5):
+        ledger = store.ledger("hs", f"generic:call-{n}")
+        assert ledger.state == "synced" and ledger.activity is not None
+    [row] = hs_emulator.find("calls", "hs_call_external_id", "generic:call-1")
+    assert hs_emulator.associations_of("calls", row["id"], "contacts")
+    # The same calls again: nothing to write, nothing sent.
+    _queue(store, *(_ended(n) for n in range(5)))
+    sent = len(hs_emulator.log)
+    assert len(batch.flush(store, pool, "hs").synced) == 5
+    assert len(hs_emulator.log) == sent
+
+
+def test_numbers_are_cached_between_batches(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    hs_emulator.add_object("contacts", {"phone": "+14155550001"})
+    pool = _pool(hs_emulator)
+    _queue(store, _ended(1))
+    batch.flush(store, pool, "hs")
+    _queue(store, _ended(2, customer_number="+14155550001"))
+    searches = hs_emulator.count("POST", "/search")
+    assert batch.flush(store, pool, "hs").synced == ["generic:call-2"]
+    assert hs_emulator.count("POST", "/search") == searches
+
+
+def test_a_rejected_record_goes_alone_and_the_others_are_written(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    pool = _pool(hs_emulator, owners={"table": {"agent-x": "999999"}})
+    bad = _ended(2, agent={"id": "agent-x", "name": "X"})  # an owner id HubSpot does not know
+    _queue(store, _ended(1), bad, _ended(3))
+    outcome = batch.flush(store, pool, "hs")
+    assert outcome.single == ["generic:call-2"]
+    assert sorted(outcome.synced) == ["generic:call-1", "generic:call-3"]
+    assert store.ledger("hs", "generic:call-2").activity is None
+
+
+def test_a_retried_batch_reconciles_instead_of_duplicating(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    pool = _pool(hs_emulator)
+    _queue(store, _ended(1), _ended(2))
+    batch.flush(store, pool, "hs")
+    # The ledger lost its answer (a worker killed after the CRM write): the retry must find it.
+    store.redis.hdel(store.k("ledger", "hs", "generic:call-1"), "activity", "version")
+    _queue(store, _ended(1))
+    assert batch.flush(store, pool, "hs").synced == ["generic:call-1"]
+    assert len(hs_emulator.find("calls", "hs_call_external_id", "generic:call-1")) == 1
+
+
+def test_a_busy_call_goes_to_the_single_path(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    pool = _pool(hs_emulator)
+    _queue(store, _ended(1), _ended(2))
+    with store.lock("sync:hs:generic:call-1"):
+        outcome = batch.flush(store, pool, "hs")
+    assert outcome.single == ["generic:call-1"] and outcome.synced == ["generic:call-2"]
+
+
+def test_only_one_flush_is_scheduled_per_window(store: StateStore) -> None:
+    assert batch.queue_call(store, "hs", "generic:a", 0.3) is True
+    assert batch.queue_call(store, "hs", "generic:b", 0.3) is False
+    assert batch.queue_call(store, "hs", "generic:a", 0.3) is False
+
+
+@pytest.mark.parametrize("window", [0.0])
+def test_window_zero_turns_batching_off(hs_emulator: HubSpotEmulator, window: float) -> None:
+    assert batch.batch_window(_pool(hs_emulator, batch_window=window), "hs") == 0.0
