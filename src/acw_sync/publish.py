@@ -115,8 +115,8 @@ def celery_publisher() -> PublishMany:
     return publish_many
 
 
-def publisher_for(url: str) -> PublishMany:
+def publisher_for(url: str, queue: str = "acw") -> PublishMany:
     """The fastest publisher that is exact for the broker at ``url``."""
     if url.startswith(("redis://", "unix://")):
-        return RedisPublisher(url)
+        return RedisPublisher(url, queue)
     return celery_publisher()

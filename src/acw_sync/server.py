@@ -244,6 +244,10 @@ def build_app() -> Starlette:
             return False
 
     ingest = Ingest.from_config(
-        runtime.config, runtime.store, publish, broker_ping, publish_many=publisher_for(url)
+        runtime.config,
+        runtime.store,
+        publish,
+        broker_ping,
+        publish_many=publisher_for(url, celery_app.conf.task_default_queue),
     )
     return create_app(ingest)

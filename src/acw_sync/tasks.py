@@ -61,7 +61,8 @@ app.conf.update(
     accept_content=["json"],
     #: Our state lives in our own Redis keys; nothing reads Celery results.
     task_ignore_result=True,
-    task_default_queue="acw",
+    #: ACW_QUEUE lets several deployments (or test runs) share one broker without sharing work.
+    task_default_queue=os.environ.get("ACW_QUEUE") or "acw",
     broker_connection_retry_on_startup=True,
     broker_transport_options={
         "visibility_timeout": VISIBILITY_TIMEOUT,

@@ -55,7 +55,7 @@ def worker(concurrency: int, log_level: str | None) -> None:
         [
             "worker",
             "-Q",
-            "acw",
+            app.conf.task_default_queue,
             "-c",
             str(concurrency),
             "--pool",
