@@ -20,6 +20,7 @@ Redis keys: ``{p}:batch:{instance}`` (zset call_key -> first queued) and
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import cast
@@ -71,7 +72,12 @@ def batch_window(pool: ConnectorPool, instance: str) -> float:
     spec = pool.instance(instance)
     if spec.batch_window <= 0:
         return 0.0
-    return spec.batch_window if load_connector_class(spec.type).capabilities.batch_size > 1 else 0.0
+    return spec.batch_window if _batch_size(spec.type) > 1 else 0.0
+
+
+@functools.cache
+def _batch_size(type_name: str) -> int:
+    return load_connector_class(type_name).capabilities.batch_size  # entry points: scan once
 
 
 def _keys(store: StateStore, instance: str) -> tuple[str, str]:
