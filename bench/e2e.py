@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import threading
@@ -38,7 +39,7 @@ import requests
 from tests.helpers import SECRET, generic_body, signed_headers
 
 from acw_sync.embedded import EmbeddedRedis
-from bench.common import free_port, save, spawn, stop, table, wait_ready
+from bench.common import RESULTS, free_port, save, spawn, stop, table, wait_ready
 
 TOKEN = "pat-na1-bench-token"
 AGENT = {"id": "agent-7", "email": "ana@example.com", "name": "Ana Example"}
@@ -100,10 +101,12 @@ def start_crm(name: str, root: Path, numbers: int) -> Crm:
 
     db = root / "crm.db"
     sandbox = SandboxStore(db)
+    now = datetime.now(UTC).isoformat()
     with sandbox.transaction() as conn:
         conn.executemany(
-            "INSERT INTO customers (name, phone_e164, created_by_acw) VALUES (?, ?, 0)",
-            [(f"Caller {n}", number(n)) for n in range(numbers)],
+            "INSERT INTO customers (name, phone, phone_e164, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(f"Caller {n}", number(n), number(n), now, now) for n in range(numbers)],
         )
     return Crm(name, {"path": str(db)}, sandbox.request_count, lambda: None)
 
@@ -193,7 +196,7 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
             "ACW_CONFIG": str(root / "acw-sync.yaml"),
             "ACW_DATA_DIR": str(root / "data"),
             "ACW_GENERIC_SECRET": SECRET,
-            "ACW_LOG_LEVEL": "WARNING",
+            "ACW_LOG_LEVEL": os.environ.get("ACW_BENCH_LOG_LEVEL", "WARNING"),
         }
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -280,6 +283,10 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
         finally:
             sampler.halt.set()
             stop(procs)
+            logs = RESULTS / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            for log in root.glob("*.log"):
+                shutil.copy(log, logs / f"e2e-{crm_name}-w{workers}-{log.name}")
             crm.close()
             server.stop()
 

@@ -15,9 +15,11 @@ from acw_sync.config import AppConfig
 from acw_sync.model import CallEvent
 from acw_sync.store import StateStore
 from acw_sync.sync import ConnectorPool
+from tests.connectors.salesforce_harness import sf_connector
 from tests.emulators.hubspot import HubSpotEmulator, hs_emulator
+from tests.emulators.salesforce import SalesforceEmulator, sf_ca, sf_emulator
 
-__all__ = ["hs_emulator"]
+__all__ = ["hs_emulator", "sf_ca", "sf_emulator"]
 
 TOKEN = "pat-na1-emulated-secret-token"
 
@@ -147,3 +149,36 @@ def test_only_one_flush_is_scheduled_per_window(store: StateStore) -> None:
 @pytest.mark.parametrize("window", [0.0])
 def test_window_zero_turns_batching_off(hs_emulator: HubSpotEmulator, window: float) -> None:
     assert batch.batch_window(_pool(hs_emulator, batch_window=window), "hs") == 0.0
+
+
+def test_hubspot_many_numbers_find_what_one_at_a_time_finds(hs_emulator: HubSpotEmulator) -> None:
+    for n in range(60):
+        hs_emulator.add_object("contacts", {"phone": f"+1415555{n:04d}", "firstname": f"C{n}"})
+    hs_emulator.add_object("contacts", {"mobilephone": "(415) 555-0007", "firstname": "M"})
+    connector = _pool(hs_emulator).get("hs")
+    phones = [f"+1415555{n:04d}" for n in range(60)] + ["+14155559999"]
+    searches = hs_emulator.count("POST", "/search")
+    many = connector.find_customers_many(phones)
+    assert hs_emulator.count("POST", "/search") - searches == 2  # 50 numbers per search
+    for phone in ["+14155550000", "+14155550007", "+14155550059", "+14155559999"]:
+        assert [c.id for c in many[phone]] == [c.id for c in connector.find_customers(phone)]
+    assert len(many["+14155550007"]) == 2 and many["+14155559999"] == []
+
+
+def test_salesforce_many_numbers_find_what_one_at_a_time_finds(
+    sf_emulator: SalesforceEmulator,
+) -> None:
+    org = sf_emulator.org
+    for n in range(40):
+        org.insert("Contact", {"LastName": f"C{n}", "Phone": f"(415) 555-{n:04d}"})
+    org.insert("Lead", {"LastName": "L", "Company": "X", "MobilePhone": "+14155550003"})
+    connector = sf_connector(sf_emulator)
+    phones = [f"+1415555{n:04d}" for n in range(40)] + ["+14155559999"]
+    before = len(org.log)
+    many = connector.find_customers_many(phones)
+    queries = [p for _m, p in org.log[before:] if "/query" in p]
+    assert 3 <= len(queries) < 20  # several numbers per query; each query URL fits 16 KiB
+    assert all(len(p) < 16_384 for p in queries)
+    for phone in phones:
+        assert [c.id for c in many[phone]] == [c.id for c in connector.find_customers(phone)]
+    assert [c.object_type for c in many["+14155550003"]] == ["Contact", "Lead"]

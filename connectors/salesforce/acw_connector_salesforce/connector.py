@@ -23,6 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
+from urllib.parse import quote_plus
 
 from acw_connector_salesforce.batch import COLLECTION_MAX, write_chunk
 from acw_connector_salesforce.checks import org_checks
@@ -47,9 +48,25 @@ from acw_sync.phone import same_number, stored_formats
 
 __all__ = ["PHONE_FIELDS", "SalesforceConnector"]
 
-#: Numbers per query of :meth:`SalesforceConnector.find_customers_many`: about 7 stored
-#: formats each keeps the SOQL well under its 100,000-character limit.
-MANY_PER_QUERY = 100
+#: Longest URL-encoded SOQL :meth:`SalesforceConnector.find_customers_many` sends: queries go
+#: in the GET URL, which Salesforce caps at 16,384 bytes (SOQL itself may be 100,000 chars).
+MAX_QUERY_URL = 14_000
+
+
+def _url_chunks(phones: list[str], quoted: Mapping[str, str], fields: int) -> list[list[str]]:
+    """``phones`` in runs whose query (their formats once per field) fits :data:`MAX_QUERY_URL`."""
+    chunks: list[list[str]] = []
+    size = 0
+    for phone in phones:
+        cost = len(quote_plus(quoted[phone] + ", ")) * fields
+        if chunks and size + cost <= MAX_QUERY_URL - 600:  # the rest of the query
+            chunks[-1].append(phone)
+            size += cost
+        else:
+            chunks.append([phone])
+            size = cost
+    return chunks
+
 
 log = logging.getLogger(__name__)
 
@@ -207,16 +224,17 @@ class SalesforceConnector(Connector):
         return found
 
     def find_customers_many(self, phones: Sequence[str]) -> dict[str, list[CustomerRef]]:
-        """Many numbers per SOQL query: every stored format of :data:`MANY_PER_QUERY` numbers
-        in one ``IN`` per phone field, one query per object type; matched back per number."""
+        """Many numbers per SOQL query: every stored format of as many numbers as fit one
+        query URL (:data:`MAX_QUERY_URL`) in one ``IN`` per phone field, one query per object
+        type; the rows are matched back to their numbers."""
         unique = list(dict.fromkeys(phones))
         out: dict[str, list[CustomerRef]] = {p: [] for p in unique}
         leads = {r.id for r in self._leads.values()}
-        for start in range(0, len(unique), MANY_PER_QUERY):
-            chunk = unique[start : start + MANY_PER_QUERY]
-            forms = ", ".join(soql_quote(f) for p in chunk for f in stored_formats(p))
-            for sobject in self.settings.object_priority:
-                fields = PHONE_FIELDS[sobject]
+        quoted = {p: ", ".join(soql_quote(f) for f in stored_formats(p)) for p in unique}
+        for sobject in self.settings.object_priority:
+            fields = PHONE_FIELDS[sobject]
+            for chunk in _url_chunks(unique, quoted, len(fields)):
+                forms = ", ".join(quoted[p] for p in chunk)
                 where = " OR ".join(f"{f} IN ({forms})" for f in fields)
                 if sobject == "Lead":
                     where = f"IsConverted = false AND ({where})"
@@ -254,6 +272,12 @@ class SalesforceConnector(Connector):
                                 created_by_acw=record_id in leads,
                             )
                         )
+        # find_customers lists objects in priority order; keep that order per number.
+        rank: dict[str, int] = {
+            str(name): n for n, name in enumerate(self.settings.object_priority)
+        }
+        for refs in out.values():
+            refs.sort(key=lambda r: rank.get(r.object_type, len(rank)))
         return out
 
     def create_customer(self, call: CallRecord, *, key: str) -> CustomerRef:
