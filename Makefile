@@ -52,3 +52,7 @@ bench: bench-ingest bench-e2e bench-scaling
 
 clean:
 	rm -rf $(VENV) .acw-sync .pytest_cache .mypy_cache .ruff_cache
+
+## bench-analyzer: accuracy of the offline analyzer on the evaluation set, and its speed
+bench-analyzer: $(STAMP)
+	$(BIN)/python bench/eval_analyzer.py --split dev

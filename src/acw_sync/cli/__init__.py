@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from acw_sync import __version__
-from acw_sync.cli import admin, demo, run, sandbox
+from acw_sync.cli import admin, demo, report, run, sandbox
 
 __all__ = ["main"]
 
@@ -16,5 +16,11 @@ def main() -> None:
     """acw-sync: automatic After Call Work from telephony webhooks to your CRM."""
 
 
-for command in (*run.COMMANDS, *admin.COMMANDS, *sandbox.COMMANDS, *demo.COMMANDS):
+for command in (
+    *run.COMMANDS,
+    *admin.COMMANDS,
+    *sandbox.COMMANDS,
+    *demo.COMMANDS,
+    *report.COMMANDS,
+):
     main.add_command(command)
