@@ -48,7 +48,7 @@ bench-scaling: $(STAMP)
 	$(BIN)/python -m bench.scaling
 
 ## bench: every benchmark (figures in bench/results/; not part of `make test`)
-bench: bench-ingest bench-e2e bench-scaling
+bench: bench-ingest bench-e2e bench-scaling bench-analyzer
 
 clean:
 	rm -rf $(VENV) .acw-sync .pytest_cache .mypy_cache .ruff_cache

@@ -122,3 +122,14 @@ def test_failed_publish_releases_the_claims_of_the_batch(store: StateStore) -> N
     recorder.down = False
     done = asyncio.run(enqueuer.enqueue("generic", [_event(1), _event(2)]))
     assert [e.event_id for e in done.accepted] == ["ev-1", "ev-2"]
+
+
+def test_a_record_is_saved_when_redis_forgot_the_script(store: StateStore) -> None:
+    from acw_sync.merge import merge_events
+
+    added, events = store.add_event_and_events(_event(1))
+    assert added and [e.event_id for e in events] == ["ev-1"]
+    assert store.add_event_and_events(_event(1))[0] is False
+    store._save_record.sha = "0" * 40  # as if Redis restarted without its scripts
+    store.save_record(merge_events(events))
+    assert store.record("generic:c1") is not None

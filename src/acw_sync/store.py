@@ -144,6 +144,16 @@ class StateStore:
         added, _ = pipe.execute()
         return bool(added)
 
+    def add_event_and_events(self, event: CallEvent) -> tuple[bool, list[CallEvent]]:
+        """:meth:`add_event` and then :meth:`events` of its call, in one round trip."""
+        key = self.k("events", event.call_key)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(key, event.event_id, event.model_dump_json())
+        pipe.expire(key, CALL_TTL)
+        pipe.hgetall(key)
+        added, _, raw = pipe.execute()
+        return bool(added), [CallEvent.model_validate_json(v) for v in raw.values()]
+
     def events(self, call_key: str) -> list[CallEvent]:
         raw = cast(dict[str, str], self.redis.hgetall(self.k("events", call_key)))
         return [CallEvent.model_validate_json(v) for v in raw.values()]
@@ -151,14 +161,21 @@ class StateStore:
     def save_record(self, record: CallRecord) -> bool:
         """Keep the merged record for views; a record of fewer events never replaces one of more."""
         at = record.last_event_at or record.ended_at or record.started_at
-        pipe = self.redis.pipeline()
-        self._save_record(
-            keys=[self.k("record", record.key)],
-            args=[len(record.event_ids), record.model_dump_json(), CALL_TTL],
-            client=pipe,
-        )
-        pipe.zadd(self.k("calls"), {record.key: at.timestamp() if at else time.time()})
-        pipe.execute()
+        args = (len(record.event_ids), record.model_dump_json(), CALL_TTL)
+        for attempt in range(2):
+            # EVALSHA straight in the pipeline: a Script in a pipeline costs a SCRIPT EXISTS
+            # round trip on every execute.
+            pipe = self.redis.pipeline()
+            pipe.evalsha(self._save_record.sha, 1, self.k("record", record.key), *args)
+            pipe.zadd(self.k("calls"), {record.key: at.timestamp() if at else time.time()})
+            try:
+                pipe.execute()
+                break
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                # A restarted or flushed Redis: load it again (same sha, or the fixed one).
+                self._save_record.sha = self.redis.script_load(_SAVE_RECORD)
         return True
 
     def record(self, call_key: str) -> CallRecord | None:

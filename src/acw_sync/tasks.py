@@ -118,8 +118,8 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
     runtime = get_runtime()
     parsed = CallEvent.model_validate(event)
     store = runtime.store
-    added = store.add_event(parsed)
-    record = merge_events(store.events(parsed.call_key))
+    added, events = store.add_event_and_events(parsed)
+    record = merge_events(events)
     store.save_record(record)
     bound = log.bind(
         event_id=parsed.event_id,
