@@ -182,3 +182,23 @@ def test_salesforce_many_numbers_find_what_one_at_a_time_finds(
     for phone in phones:
         assert [c.id for c in many[phone]] == [c.id for c in connector.find_customers(phone)]
     assert [c.object_type for c in many["+14155550003"]] == ["Contact", "Lead"]
+
+
+def test_a_short_batch_waits_while_calls_keep_arriving(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    import time
+
+    pool = _pool(hs_emulator)
+    _queue(store, _ended(1), _ended(2))
+    waiting = batch.flush(store, pool, "hs", window=0.3)
+    assert 0 < waiting.postpone <= 0.3 and waiting.synced == []
+    # Nothing new for a whole window: the batch goes, however short.
+    members = store.k("batch", "hs")
+    store.redis.zadd(members, dict.fromkeys(store.redis.zrange(members, 0, -1), time.time() - 0.4))
+    assert len(batch.flush(store, pool, "hs", window=0.3).synced) == 2
+    # Calls still arriving, but the oldest has waited five windows: it goes too.
+    _queue(store, _ended(3))
+    store.redis.zadd(members, {"generic:call-3": time.time() - 1.6})
+    _queue(store, _ended(4))
+    assert len(batch.flush(store, pool, "hs", window=0.3).synced) == 2

@@ -42,6 +42,10 @@ log = structlog.get_logger("acw_sync.batch")
 #: Seconds past the window after which a scheduled flush that never ran (its task lost) no
 #: longer stops new calls from scheduling another.
 FLUSH_GRACE = 60
+#: While calls keep arriving, a batch short of ``batch_size`` waits for more, up to this many
+#: windows after its oldest call was queued. A lone call (nothing new for a whole window) is
+#: flushed when its window ends, so an idle system still syncs within one window.
+MAX_WAIT_WINDOWS = 5
 
 
 @dataclass
@@ -55,6 +59,8 @@ class BatchOutcome:
     error: ConnectorError | None = None
     more: bool = False
     requests: int = 0
+    postpone: float = 0.0
+    """Seconds to wait before flushing (calls are still arriving); nothing was taken."""
 
 
 @dataclass
@@ -109,10 +115,39 @@ def _take(store: StateStore, instance: str, size: int) -> tuple[list[str], bool]
     return [str(k) for k, _ in cast(list[tuple[str, float]], popped)], bool(left)
 
 
-def flush(store: StateStore, pool: ConnectorPool, instance: str) -> BatchOutcome:
-    """Sync up to ``batch_size`` queued calls of ``instance`` in batch requests."""
+def _wait_for_more(store: StateStore, instance: str, size: int, window: float) -> float:
+    """Seconds the flush should wait for more calls; 0 to flush now."""
+    members, flag = _keys(store, instance)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.zcard(members)
+    pipe.zrange(members, 0, 0, withscores=True)
+    pipe.zrange(members, -1, -1, withscores=True)
+    count, oldest, newest = pipe.execute()
+    if not count or count >= size or window <= 0:
+        return 0.0
+    now = time.time()
+    waited = now - float(oldest[0][1])
+    quiet = now - float(newest[0][1])
+    max_wait = MAX_WAIT_WINDOWS * window
+    if waited >= max_wait or quiet >= window:
+        return 0.0
+    store.redis.expire(flag, int(max_wait + FLUSH_GRACE))
+    return max(0.05, min(window, max_wait - waited))
+
+
+def flush(
+    store: StateStore, pool: ConnectorPool, instance: str, *, window: float = 0.0
+) -> BatchOutcome:
+    """Sync up to ``batch_size`` queued calls of ``instance`` in batch requests.
+
+    With ``window`` (the scheduled flush, not a follow-up of a full batch), a short batch whose
+    calls are still arriving is postponed instead (see :data:`MAX_WAIT_WINDOWS`).
+    """
     connector = pool.get(instance)
-    keys, more = _take(store, instance, connector.capabilities.batch_size)
+    size = connector.capabilities.batch_size
+    if window > 0 and (delay := _wait_for_more(store, instance, size, window)) > 0:
+        return BatchOutcome(postpone=delay)
+    keys, more = _take(store, instance, size)
     outcome = BatchOutcome(more=more)
     if not keys:
         return outcome

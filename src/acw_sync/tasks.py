@@ -190,7 +190,7 @@ def sync_call(self: Task, instance: str, call_key: str, first_seen: float | None
 
 
 @app.task(name="acw.sync_batch", bind=True, max_retries=None)
-def sync_batch(self: Task, instance: str, attempt: int = 0) -> str:
+def sync_batch(self: Task, instance: str, attempt: int = 0, scheduled: bool = True) -> str:
     """Sync the calls queued for ``instance`` in batch requests (see :mod:`acw_sync.batch`).
 
     Calls the batch could not take (a rejected record, a busy lock) go to ``sync_call``, whose
@@ -198,7 +198,11 @@ def sync_batch(self: Task, instance: str, attempt: int = 0) -> str:
     """
     runtime = get_runtime()
     store = runtime.store
-    outcome = batch.flush(store, runtime.pool, instance)
+    window = batch.batch_window(runtime.pool, instance) if scheduled else 0.0
+    outcome = batch.flush(store, runtime.pool, instance, window=window)
+    if outcome.postpone:
+        sync_batch.apply_async(args=[instance], countdown=outcome.postpone)
+        return f"postponed {outcome.postpone:.2f} s"
     single = list(outcome.single)
     exc = outcome.error
     if exc is not None:
@@ -210,12 +214,14 @@ def sync_batch(self: Task, instance: str, attempt: int = 0) -> str:
                 "batch failed: will retry", connector=instance, reason=exc.reason, delay=delay
             )
             sync_batch.apply_async(
-                args=[instance], kwargs={"attempt": attempt + 1}, countdown=delay
+                args=[instance],
+                kwargs={"attempt": attempt + 1, "scheduled": False},
+                countdown=delay,
             )
         else:
             single += outcome.failed
     if outcome.more:
-        sync_batch.apply_async(args=[instance])
+        sync_batch.apply_async(args=[instance], kwargs={"scheduled": False})
     for call_key in single:
         sync_call.apply_async(args=[instance, call_key], kwargs={"first_seen": time.time()})
     return f"synced {len(outcome.synced)}, alone {len(single)}"
