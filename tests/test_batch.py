@@ -202,3 +202,17 @@ def test_a_short_batch_waits_while_calls_keep_arriving(
     store.redis.zadd(members, {"generic:call-3": time.time() - 1.6})
     _queue(store, _ended(4))
     assert len(batch.flush(store, pool, "hs", window=0.3).synced) == 2
+
+
+def test_salesforce_best_candidate_only_skips_lower_objects(
+    sf_emulator: SalesforceEmulator,
+) -> None:
+    org = sf_emulator.org
+    org.insert("Contact", {"LastName": "C", "Phone": "+14155550001"})
+    org.insert("Lead", {"LastName": "L", "Company": "X", "Phone": "+14155550001"})
+    connector = sf_connector(sf_emulator)
+    connector.find_customers_many(["+14155550009"])  # logs in
+    before = len(org.log)
+    best = connector.find_customers_many(["+14155550001"], all_matches=False)
+    assert [c.object_type for c in best["+14155550001"]] == ["Contact"]
+    assert len(org.log) - before == 1  # Contact matched: Lead and Account not queried

@@ -219,7 +219,9 @@ def _sync_locked(
             found[phone] = cached
     unknown = [p for p in wanted if p not in found]
     if unknown:
-        searched = connector.find_customers_many(unknown)
+        searched = connector.find_customers_many(
+            unknown, all_matches=spec.matching.on_many == "unresolved"
+        )
         outcome.requests += 1
         for phone in unknown:
             found[phone] = searched.get(phone, [])

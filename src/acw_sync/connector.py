@@ -198,11 +198,15 @@ class Connector(abc.ABC):
         """The CRM owner/user id of ``agent`` (usually by email), or None."""
         return None
 
-    def find_customers_many(self, phones: Sequence[str]) -> dict[str, list[CustomerRef]]:
+    def find_customers_many(
+        self, phones: Sequence[str], *, all_matches: bool = True
+    ) -> dict[str, list[CustomerRef]]:
         """:meth:`find_customers` for many numbers: every number of ``phones`` is a key.
 
         Connectors whose CRM can search several numbers in one request (an ``IN`` filter)
-        override this; the default searches one number at a time.
+        override this; the default searches one number at a time. With ``all_matches`` False
+        the caller uses only the best candidate, so a connector may stop searching further
+        object types for a number that already has one.
         """
         return {phone: self.find_customers(phone) for phone in dict.fromkeys(phones)}
 

@@ -197,7 +197,9 @@ class HubSpotConnector(BatchWrites, Connector):
             if same_number((r.get("properties") or {}).get("phone"), phone)
         ]
 
-    def find_customers_many(self, phones: Sequence[str]) -> dict[str, list[CustomerRef]]:
+    def find_customers_many(
+        self, phones: Sequence[str], *, all_matches: bool = True
+    ) -> dict[str, list[CustomerRef]]:
         """Many numbers per search: ``IN`` on the calculated (national digits) phone fields.
 
         One search per :data:`MANY_PER_SEARCH` numbers; a full page (the answer may be cut)

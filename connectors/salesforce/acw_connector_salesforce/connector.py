@@ -223,7 +223,9 @@ class SalesforceConnector(Connector):
                 )
         return found
 
-    def find_customers_many(self, phones: Sequence[str]) -> dict[str, list[CustomerRef]]:
+    def find_customers_many(
+        self, phones: Sequence[str], *, all_matches: bool = True
+    ) -> dict[str, list[CustomerRef]]:
         """Many numbers per SOQL query: every stored format of as many numbers as fit one
         query URL (:data:`MAX_QUERY_URL`) in one ``IN`` per phone field, one query per object
         type; the rows are matched back to their numbers."""
@@ -233,7 +235,10 @@ class SalesforceConnector(Connector):
         quoted = {p: ", ".join(soql_quote(f) for f in stored_formats(p)) for p in unique}
         for sobject in self.settings.object_priority:
             fields = PHONE_FIELDS[sobject]
-            for chunk in _url_chunks(unique, quoted, len(fields)):
+            # Only the best candidate is wanted: numbers matched by a higher-priority object
+            # need no query of the lower ones (a single call then costs one query, not three).
+            pending = unique if all_matches else [p for p in unique if not out[p]]
+            for chunk in _url_chunks(pending, quoted, len(fields)):
                 forms = ", ".join(quoted[p] for p in chunk)
                 where = " OR ".join(f"{f} IN ({forms})" for f in fields)
                 if sobject == "Lead":
