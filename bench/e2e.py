@@ -250,11 +250,15 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
                 ends = list(pool.map(post, [hooks[-1] for hooks in all_hooks]))
             keys = [f"burst-{n}" for n in range(calls)]
             deadline = time.time() + 180
+            backlog = []
             while time.time() < deadline:
                 done_at = synced_at(client, keys)
+                backlog.append((round(time.time() - min(ends), 1), client.llen("acw")))
                 if all(d is not None for d in done_at):
                     break
                 time.sleep(0.2)
+            if os.environ.get("ACW_BENCH_TRACE"):
+                print("queue length after the first end event (s, messages):", backlog[::5])
             else:
                 missing = sum(d is None for d in done_at)
                 raise SystemExit(f"{missing} of {calls} calls not synced in 180 s; see {root}")

@@ -1,6 +1,6 @@
 """Scaling benchmark: the end-to-end burst at 1, 2 and 4 worker processes.
 
-    make bench-scaling       (or: .venv/bin/python -m bench.scaling --crm hubspot --calls 1000)
+    make bench-scaling       (or: .venv/bin/python -m bench.scaling --crm hubspot,salesforce --calls 1000)
 
 Runs :func:`bench.e2e.run` once per worker count (``acw-sync worker -c W``) and plots calls
 synced per second and the end-to-CRM p99 against W. Writes ``bench/results/scaling.json`` and
@@ -17,7 +17,7 @@ from bench.e2e import COLUMNS, run
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--crm", default="hubspot,salesforce")
+    parser.add_argument("--crm", default="hubspot")
     parser.add_argument("-n", "--calls", type=int, default=1000)
     parser.add_argument("-m", "--events", type=int, default=3)
     parser.add_argument("--workers", default="1,2,4")

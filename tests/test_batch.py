@@ -197,9 +197,9 @@ def test_a_short_batch_waits_while_calls_keep_arriving(
     members = store.k("batch", "hs")
     store.redis.zadd(members, dict.fromkeys(store.redis.zrange(members, 0, -1), time.time() - 0.4))
     assert len(batch.flush(store, pool, "hs", window=0.3).synced) == 2
-    # Calls still arriving, but the oldest has waited five windows: it goes too.
+    # Calls still arriving, but the oldest has waited ten windows: it goes too.
     _queue(store, _ended(3))
-    store.redis.zadd(members, {"generic:call-3": time.time() - 1.6})
+    store.redis.zadd(members, {"generic:call-3": time.time() - 3.1})
     _queue(store, _ended(4))
     assert len(batch.flush(store, pool, "hs", window=0.3).synced) == 2
 

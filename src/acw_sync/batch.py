@@ -45,7 +45,7 @@ FLUSH_GRACE = 60
 #: While calls keep arriving, a batch short of ``batch_size`` waits for more, up to this many
 #: windows after its oldest call was queued. A lone call (nothing new for a whole window) is
 #: flushed when its window ends, so an idle system still syncs within one window.
-MAX_WAIT_WINDOWS = 5
+MAX_WAIT_WINDOWS = 10
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 import phonenumbers
 
@@ -12,23 +11,30 @@ __all__ = ["mask", "national_digits", "same_number", "stored_formats", "to_e164"
 _NOT_NUMBERS = {"anonymous", "restricted", "unknown", "private", "blocked", "unavailable"}
 
 
+_E164_MEMO: dict[tuple[str, str | None], str | None] = {}
+_E164_MEMO_MAX = 65536
+
+
 def to_e164(value: str | None, default_region: str | None = None) -> str | None:
     """Normalise ``value`` to E.164 (memoised: see :func:`_to_e164`)."""
     if value is None:
         return None
+    key = (value, default_region)
+    try:
+        return _E164_MEMO[key]
+    except KeyError:
+        pass
     normalised = _to_e164(value, default_region)
-    if normalised is not None and normalised != value:
-        # An E.164 result normalises to itself: remember that, so the model's validator
+    if len(_E164_MEMO) >= _E164_MEMO_MAX:
+        _E164_MEMO.clear()  # crude but bounded; numbers repeat within minutes, not days
+    _E164_MEMO[key] = normalised
+    if normalised is not None:
+        # An E.164 number normalises to itself: remember that too, so the model's validator
         # (which sees the provider's already-normalised number) costs a dict look-up.
-        _to_e164_seed(normalised)
+        _E164_MEMO[(normalised, None)] = normalised
     return normalised
 
 
-def _to_e164_seed(e164: str) -> None:
-    _to_e164(e164, None)
-
-
-@lru_cache(maxsize=65536)
 def _to_e164(value: str, default_region: str | None) -> str | None:
     """Normalise ``value`` to E.164, or None when it is not a dialable number.
 
