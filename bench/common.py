@@ -94,6 +94,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # Other work on the machine skews every figure: recorded with the results.
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
 
 

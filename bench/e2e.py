@@ -233,8 +233,8 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
                 before = crm.requests()
                 ended = post(hooks[-1])
                 key = f"idle-{calls + n}"
-                deadline = time.time() + 30
-                while (done := synced_at(client, [key])[0]) is None and time.time() < deadline:
+                deadline = time.monotonic() + 30
+                while (done := synced_at(client, [key])[0]) is None and time.monotonic() < deadline:
                     time.sleep(0.01)
                 if done is None:
                     raise SystemExit(f"idle call {key} was not synced in 30 s; see {root}")
@@ -249,19 +249,19 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
                 before = crm.requests()
                 ends = list(pool.map(post, [hooks[-1] for hooks in all_hooks]))
             keys = [f"burst-{n}" for n in range(calls)]
-            deadline = time.time() + 180
+            deadline = time.monotonic() + 180
             backlog = []
-            while time.time() < deadline:
+            while time.monotonic() < deadline:
                 done_at = synced_at(client, keys)
                 backlog.append((round(time.time() - min(ends), 1), client.llen("acw")))
                 if all(d is not None for d in done_at):
                     break
                 time.sleep(0.2)
-            if os.environ.get("ACW_BENCH_TRACE"):
-                print("queue length after the first end event (s, messages):", backlog[::5])
             else:
                 missing = sum(d is None for d in done_at)
                 raise SystemExit(f"{missing} of {calls} calls not synced in 180 s; see {root}")
+            if os.environ.get("ACW_BENCH_TRACE"):
+                print("queue length after the first end event (s, messages):", backlog[::5])
             time.sleep(0.5)
             burst_requests = crm.requests() - before
             sampler.halt.set()

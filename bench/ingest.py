@@ -12,6 +12,7 @@ queue is emptied every second so Redis memory stays flat. Prints a table; writes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -83,6 +84,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="1,16,64,256")
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument(
+        "--broker",
+        default="redis",
+        help="redis (the private Redis), or an amqp:// URL: RabbitMQ as the broker, state in Redis",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     with tempfile.TemporaryDirectory(prefix="acw-bench-") as tmp:
@@ -90,6 +96,7 @@ def main() -> None:
         server = EmbeddedRedis(root / "redis")
         url = server.start()
         (root / "acw-sync.yaml").write_text(CONFIG % {"db": root / "crm.db"})
+        queue = f"acw-bench-{os.getpid()}"
         env = {
             **os.environ,
             "ACW_BROKER_URL": url,
@@ -97,15 +104,29 @@ def main() -> None:
             "ACW_DATA_DIR": str(root / "data"),
             "ACW_GENERIC_SECRET": SECRET,
             "ACW_LOG_LEVEL": "WARNING",
+            "ACW_QUEUE": queue,
         }
+        if args.broker != "redis":
+            env |= {"ACW_BROKER_URL": args.broker, "ACW_REDIS_URL": url}
         port = free_port()
         proc = spawn(["serve", "--port", str(port)], env, root / "server.log", cpu=0)
         client = redis.Redis.from_url(url)
         done = threading.Event()
 
         def drain() -> None:  # no worker: keep the queue from growing without bound
-            while not done.wait(1.0):
-                client.delete("acw")
+            if args.broker == "redis":
+                while not done.wait(1.0):
+                    client.delete(queue)
+                return
+            import kombu
+
+            with kombu.Connection(args.broker) as conn:
+                channel = conn.channel()
+                while not done.wait(1.0):
+                    with contextlib.suppress(Exception):  # not declared yet
+                        channel.queue_purge(queue)
+                with contextlib.suppress(Exception):
+                    channel.queue_delete(queue)
 
         drainer = threading.Thread(target=drain, daemon=True)
         drainer.start()
@@ -137,6 +158,7 @@ def main() -> None:
                 )
         finally:
             done.set()
+            drainer.join(timeout=10)
             stop([proc])
             server.stop()
     columns = [
@@ -159,10 +181,12 @@ def main() -> None:
             "ratio_at_64": [at64["ratio"], TARGET_RATIO, at64["ratio"] >= TARGET_RATIO],
         }
         print("targets @64 [measured, target, met]:", json.dumps(verdict))
-    save("ingest", {"rows": rows, "targets": verdict, "duration_s": args.duration})
+    name = "ingest" if args.broker == "redis" else "ingest-amqp"
+    broker = args.broker.split("@")[-1]
+    save(name, {"rows": rows, "targets": verdict, "duration_s": args.duration, "broker": broker})
     xs = [float(r["concurrency"]) for r in rows]
     plot(
-        RESULTS / "ingest.png",
+        RESULTS / f"{name}.png",
         "acw-sync ingest: one server process, 2-core machine",
         {
             "signed webhooks/s": (xs, [r["webhooks_per_s"] for r in rows]),
@@ -173,7 +197,7 @@ def main() -> None:
         second={"webhook p99 ms": (xs, [r["p99_ms"] for r in rows])},
         second_label="p99 latency (ms)",
     )
-    print(f"wrote {RESULTS / 'ingest.json'} and {RESULTS / 'ingest.png'}")
+    print(f"wrote {RESULTS / (name + '.json')} and {RESULTS / (name + '.png')}")
 
 
 if __name__ == "__main__":

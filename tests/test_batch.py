@@ -216,3 +216,24 @@ def test_salesforce_best_candidate_only_skips_lower_objects(
     best = connector.find_customers_many(["+14155550001"], all_matches=False)
     assert [c.object_type for c in best["+14155550001"]] == ["Contact"]
     assert len(org.log) - before == 1  # Contact matched: Lead and Account not queried
+
+
+def test_salesforce_follow_ups_in_one_collection_each_once(
+    sf_emulator: SalesforceEmulator,
+) -> None:
+    from acw_sync.connector import TaskWrite
+    from acw_sync.testing import sample_call
+    from acw_sync.testing.conformance import sample_followup
+
+    org = sf_emulator.org
+    connector = sf_connector(sf_emulator)
+    tasks = [TaskWrite(sample_followup(sample_call(), rule=f"r{n}")) for n in range(3)]
+    connector.find_customers_many(["+14155550009"])  # logs in
+    before = len(org.log)
+    first = connector.create_tasks(tasks)
+    assert len(org.log) - before == 2  # one key query, one collection
+    assert all(getattr(r, "created", False) for r in first)
+    again = sf_connector(sf_emulator).create_tasks(tasks)  # another worker, no memory
+    assert [getattr(r, "id", None) for r in again] == [getattr(r, "id", None) for r in first]
+    assert not any(getattr(r, "created", True) for r in again)
+    assert len(org.find("Task")) == 3

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 from urllib.parse import quote_plus
 
-from acw_connector_salesforce.batch import COLLECTION_MAX, write_chunk
+from acw_connector_salesforce.batch import COLLECTION_MAX, create_tasks_chunk, write_chunk
 from acw_connector_salesforce.checks import org_checks
 from acw_connector_salesforce.client import (
     ApiUsage,
@@ -41,7 +41,14 @@ from acw_connector_salesforce.mapping import (
     lead_fields,
     without_call_fields,
 )
-from acw_sync.connector import CallWrite, Capabilities, Check, Connector, WritePreview
+from acw_sync.connector import (
+    CallWrite,
+    Capabilities,
+    Check,
+    Connector,
+    TaskWrite,
+    WritePreview,
+)
 from acw_sync.errors import ConnectorError, PermanentError
 from acw_sync.model import Agent, CallRecord, CrmObjectRef, CustomerRef, FollowUp
 from acw_sync.phone import same_number, stored_formats
@@ -438,6 +445,18 @@ class SalesforceConnector(Connector):
         return results
 
     # -- follow-ups ----------------------------------------------------------------------------
+    def create_tasks(self, items: Sequence[TaskWrite]) -> list[CrmObjectRef | ConnectorError]:
+        """Many follow-up Tasks, 200 per collection, each created once (one key query per
+        chunk first). A failure of a whole chunk is every item's error of that chunk."""
+        results: list[CrmObjectRef | ConnectorError] = []
+        for start in range(0, len(items), COLLECTION_MAX):
+            chunk = items[start : start + COLLECTION_MAX]
+            try:
+                results.extend(create_tasks_chunk(self, chunk))
+            except ConnectorError as exc:
+                results.extend(exc for _ in chunk)
+        return results
+
     def create_task(
         self,
         task: FollowUp,
