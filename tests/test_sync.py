@@ -95,6 +95,8 @@ def test_late_data_updates_the_same_activity(store: StateStore, tmp_path: Path) 
 
 
 def test_missed_call_creates_one_callback_task(store: StateStore, tmp_path: Path) -> None:
+    """The built-in rule callback-missed: due +1 business hour; with no calendar configured the
+    centre is always open, so that is one hour after the call ended."""
     pool, crm = make_pool(tmp_path)
     key = add_call(store, "c3", "+14155550100", CallOutcome.MISSED)
     result = sync_call(store, pool, "crm", key)

@@ -31,9 +31,16 @@ from acw_sync.connector import CallWrite, TaskWrite, load_connector_class
 from acw_sync.errors import ConnectorError
 from acw_sync.merge import merge_events
 from acw_sync.model import CallRecord, CustomerRef
-from acw_sync.rules import evaluate_rules
+from acw_sync.rules import RulePlan
 from acw_sync.store import Ledger, LockBusy, StateStore
-from acw_sync.sync import ConnectorPool, _create_customer, _resolve_owner, record_version
+from acw_sync.sync import (
+    ConnectorPool,
+    _create_customer,
+    _resolve_owner,
+    _update_customer,
+    prepare_call,
+    record_version,
+)
 
 __all__ = ["BatchOutcome", "batch_window", "flush", "queue_call"]
 
@@ -71,6 +78,7 @@ class _Item:
     version: str
     customer: CustomerRef | None = None
     owner_id: str | None = None
+    plan: RulePlan | None = None
 
 
 def batch_window(pool: ConnectorPool, instance: str) -> float:
@@ -256,18 +264,21 @@ def _sync_locked(
         if item.ledger.activity is None and not item.ledger.attempted:
             pipe.hset(store.k("ledger", instance, item.key), "attempted", "1")
     pipe.execute()
-    writes = [
-        CallWrite(
-            call=i.record,
-            key=i.key,
-            customer=i.customer,
-            owner_id=i.owner_id,
-            existing=i.ledger.activity,
-            fields={},
-            fresh=i.ledger.activity is None and not i.ledger.attempted,
+    writes = []
+    for i in ready:
+        # The rules' plan and the mapped fields, exactly as the single path prepares them.
+        record, fields, i.plan = prepare_call(pool.config, instance, i.record, i.customer)
+        writes.append(
+            CallWrite(
+                call=record,
+                key=i.key,
+                customer=i.customer,
+                owner_id=i.owner_id,
+                existing=i.ledger.activity,
+                fields=fields,
+                fresh=i.ledger.activity is None and not i.ledger.attempted,
+            )
         )
-        for i in ready
-    ]
     results = connector.upsert_calls(writes)
     outcome.requests += 1
     written: list[tuple[_Item, CallWrite]] = []
@@ -289,7 +300,7 @@ def _sync_locked(
     # Follow-up tasks: one batch for every rule not yet in a ledger.
     task_writes: list[tuple[_Item, str, TaskWrite]] = []
     for item, _ in written:
-        for task in evaluate_rules(item.record, pool.config):
+        for task in item.plan.tasks if item.plan else []:
             if task.rule not in item.ledger.tasks:
                 task_writes.append(
                     (
@@ -317,5 +328,15 @@ def _sync_locked(
         if item.key in failed_tasks:
             outcome.single.append(item.key)  # its activity is in the ledger; sync_call finishes
             continue
+        if item.plan is not None and item.plan.customer_updates:
+            # Rare (a rule writes customer fields): one request each, once per rule (ledger).
+            outcome.requests += _update_customer(
+                store,
+                connector,
+                instance=instance,
+                call_key=item.key,
+                customer=item.customer,
+                plan=item.plan,
+            )
         store.ledger_set(instance, item.key, version=item.version, state="synced", synced_at=now)
         outcome.synced.append(item.key)

@@ -8,8 +8,12 @@ Celery so it can be called and tested directly. It:
 3. resolves the customer by phone (cache, CRM search, the matching policy, creation under a
    per-number lock so two calls from a new number create one customer);
 4. resolves the agent's CRM owner (mapping table, cache, connector look-up by email);
-5. upserts the call activity (the ledger's id, else the connector reconciles by key);
-6. creates each follow-up task the rules ask for, once per rule (ledger, then the CRM's key).
+5. evaluates the follow-up rules and renders the instance's field mapping
+   (:func:`prepare_call`, shared with ``acw-sync map --dry-run``);
+6. upserts the call activity (the ledger's id, else the connector reconciles by key);
+7. creates each follow-up task the rules ask for, once per rule (ledger, then the CRM's key);
+8. writes the customer-field updates the rules ask for, once per rule (ledger), where the
+   connector declares the capability.
 
 Each CRM write is recorded in the ledger as soon as it returns, so a crash between two steps
 resumes where it stopped. Connector errors propagate to the caller (the Celery task), which
@@ -22,7 +26,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -31,10 +35,11 @@ from acw_sync.connector import Connector, load_connector_class
 from acw_sync.errors import ConfigError
 from acw_sync.merge import merge_events
 from acw_sync.model import Analysis, CallRecord, CustomerRef
-from acw_sync.rules import evaluate_rules
+from acw_sync.rules import RulePlan, evaluate_rules
 from acw_sync.store import Ledger, LockBusy, StateStore
+from acw_sync.templates import render_mapping
 
-__all__ = ["ConnectorPool", "SyncResult", "record_version", "sync_call"]
+__all__ = ["ConnectorPool", "SyncResult", "prepare_call", "record_version", "sync_call"]
 
 log = structlog.get_logger("acw_sync.sync")
 
@@ -125,13 +130,14 @@ def sync_call(
     if ledger.activity is None and not ledger.attempted:
         # The batch path trusts a key without this mark to be new to the CRM (acw_sync.batch).
         store.ledger_set(instance, call_key, attempted=1)
+    record, fields, plan = prepare_call(pool.config, instance, record, customer)
     activity = connector.upsert_call(
         record,
         key=call_key,
         customer=customer,
         owner_id=owner_id,
         existing=ledger.activity,
-        fields={},
+        fields=fields,
     )
     writes += 1
     store.ledger_set(instance, call_key, activity=activity)
@@ -143,7 +149,7 @@ def sync_call(
     )
 
     tasks: dict[str, str] = {}
-    for task in evaluate_rules(record, pool.config):
+    for task in plan.tasks:
         done = ledger.tasks.get(task.rule)
         if done is not None:
             tasks[task.rule] = done.id
@@ -156,6 +162,9 @@ def sync_call(
         tasks[task.rule] = ref.id
         bound.info("follow-up task written", rule=task.rule, task_id=ref.id, due_at=task.due_at)
 
+    writes += _update_customer(
+        store, connector, instance=instance, call_key=call_key, customer=customer, plan=plan
+    )
     store.ledger_set(instance, call_key, version=version, state="synced", synced_at=time.time())
     return SyncResult(
         "synced",
@@ -164,6 +173,54 @@ def sync_call(
         tasks=tasks,
         crm_writes=writes,
     )
+
+
+def prepare_call(
+    config: AppConfig, instance: str, record: CallRecord, customer: CustomerRef | None
+) -> tuple[CallRecord, dict[str, Any], RulePlan]:
+    """The rules' plan and the mapped activity fields for one call on one instance.
+
+    Pure (no CRM, no Redis): the record comes back with the disposition a rule set, and the
+    fields are the instance's ``mapping`` rendered over it.
+    """
+    plan = evaluate_rules(record, config, instance=instance, customer=customer)
+    if plan.disposition:
+        record = record.model_copy(update={"disposition": plan.disposition})
+    timezone = config.business_calendar(record.agent.team if record.agent else None).timezone
+    fields = render_mapping(
+        config.connectors[instance].mapping, record, customer=customer, timezone=timezone
+    )
+    return record, fields, plan
+
+
+def _update_customer(
+    store: StateStore,
+    connector: Connector,
+    *,
+    instance: str,
+    call_key: str,
+    customer: CustomerRef | None,
+    plan: RulePlan,
+) -> int:
+    """Write each rule's customer fields once (``update:{rule}`` in the ledger)."""
+    if customer is None or not plan.customer_updates:
+        return 0
+    if not connector.capabilities.update_customer:
+        log.warning(
+            "rules ask for customer updates the connector cannot write",
+            connector=instance,
+            rules=[u.rule for u in plan.customer_updates],
+        )
+        return 0
+    ledger_key = store.k("ledger", instance, call_key)
+    writes = 0
+    for update in plan.customer_updates:
+        if store.redis.hexists(ledger_key, f"update:{update.rule}"):
+            continue
+        connector.update_customer(customer, update.fields)
+        writes += 1
+        store.ledger_set(instance, call_key, **{f"update:{update.rule}": customer.id})
+    return writes
 
 
 def _resolve_customer(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
-from pydantic import SecretStr
+import yaml
+from pydantic import BaseModel, SecretStr
 
-from acw_sync.config import load_config
+from acw_sync.config import AppConfig, load_config
 from acw_sync.connector import available_connectors
 from acw_sync.errors import AcwError, ConfigError
+from acw_sync.provider import available_providers
+from acw_sync.rules import effective_rules
 from acw_sync.sync import ConnectorPool
 
 __all__ = ["COMMANDS"]
@@ -20,31 +24,45 @@ def config() -> None:
     """Check and show the configuration."""
 
 
+def config_or_exit(path: str | None = None) -> AppConfig:
+    """The validated config, or every problem on stderr and exit status 1."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        count = len(exc.problems)
+        click.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+        raise SystemExit(1) from None
+
+
 @config.command("check")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 def config_check(path: str | None) -> None:
-    """Validate the config file (ACW_CONFIG, ./acw-sync.yaml, or PATH)."""
-    try:
-        loaded = load_config(path)
-        pool = ConnectorPool(loaded)
-        for name in loaded.connectors:
-            spec = pool.instance(name)
-            from acw_sync.connector import load_connector_class
+    """Validate the config file (PATH, else ACW_CONFIG, else ./acw-sync.yaml).
 
-            load_connector_class(spec.type).config_model.model_validate(spec.options)
-    except (ConfigError, ValueError) as exc:
-        click.echo(str(exc), err=True)
-        raise SystemExit(1) from None
-    click.echo(f"{loaded.source}: ok")
+    Prints every problem as FILE:LINE: key: what is wrong (how to fix it); exit status 1.
+    """
+    loaded = config_or_exit(path)
+    rules = effective_rules(loaded)
+    calendar = loaded.calendar.timezone if loaded.calendar else "always open (UTC)"
+    click.echo(
+        f"{loaded.source}: ok ({len(loaded.connectors)} connector instance(s), "
+        f"{len(loaded.routes) or 'no'} route(s), {len(rules)} rule(s), calendar: {calendar})"
+    )
 
 
-def _redacted(value: object) -> object:
+REDACTED = "**********"
+_SECRET_WORDS = ("secret", "token", "password", "key", "credential")
+
+
+def _redacted(value: object, secret_keys: frozenset[str] = frozenset()) -> object:
     if isinstance(value, SecretStr):
-        return "**********"
+        return REDACTED
     if isinstance(value, dict):
         return {
-            k: "**********"
-            if any(s in k.lower() for s in ("secret", "token", "password", "key"))
+            k: REDACTED
+            if (k in secret_keys or any(s in str(k).lower() for s in _SECRET_WORDS))
+            and v is not None
             else _redacted(v)
             for k, v in value.items()
         }
@@ -53,11 +71,43 @@ def _redacted(value: object) -> object:
     return value
 
 
+def _secret_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Fields a plugin's config model declares as secrets (``SecretStr``)."""
+    return frozenset(
+        name for name, field in model.model_fields.items() if "SecretStr" in str(field.annotation)
+    )
+
+
+def effective_config(loaded: AppConfig) -> dict[str, Any]:
+    """The config as the workers use it (built-in rules included), secrets redacted."""
+    data = loaded.model_dump(mode="python")
+    data["rules"] = [
+        r.model_dump(mode="python", exclude_defaults=True) for r in effective_rules(loaded)
+    ]
+    installed = available_connectors()
+    for name, spec in loaded.connectors.items():
+        plugin = installed.get(spec.type)
+        keys = _secret_fields(plugin.config_model) if plugin else frozenset()
+        data["connectors"][name]["options"] = _redacted(spec.options, keys)
+    providers = available_providers()
+    for name, settings in loaded.providers.items():
+        provider = providers.get(name)
+        keys = _secret_fields(provider.config_model) if provider else frozenset()
+        data["providers"][name] = _redacted(settings, keys)
+    redacted = _redacted(data)
+    assert isinstance(redacted, dict)
+    return json.loads(json.dumps(redacted, default=str))  # type: ignore[no-any-return]
+
+
 @config.command("show")
-def config_show() -> None:
-    """Print the effective configuration, secrets redacted."""
-    loaded = load_config()
-    click.echo(json.dumps(_redacted(loaded.model_dump(mode="python")), indent=2, default=str))
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def config_show(path: str | None) -> None:
+    """Print the effective configuration (built-in rules included), secrets redacted."""
+    loaded = config_or_exit(path)
+    click.echo(f"# {loaded.source}, secrets redacted")
+    click.echo(
+        yaml.safe_dump(effective_config(loaded), sort_keys=False, allow_unicode=True, width=120)
+    )
 
 
 @click.group()
@@ -71,18 +121,33 @@ def connectors_list() -> None:
     installed = available_connectors()
     click.echo("installed plugins:")
     for name, cls in sorted(installed.items()):
-        click.echo(f"  {name:<12} {cls.__module__}.{cls.__qualname__}")
+        caps = cls.capabilities
+        can = [
+            label
+            for label, ok in (
+                ("create customers", caps.create_customer),
+                ("update customers", caps.update_customer),
+                ("owner look-up", caps.owner_lookup),
+                ("external ids", caps.external_ids),
+            )
+            if ok
+        ]
+        click.echo(
+            f"  {name:<12} {cls.__module__}.{cls.__qualname__}  ({', '.join(can) or 'basic'})"
+        )
     click.echo("configured instances:")
-    for name, spec in load_config().connectors.items():
-        click.echo(f"  {name:<12} type={spec.type}")
+    loaded = config_or_exit()
+    for name, spec in loaded.connectors.items():
+        mark = "" if spec.type in installed else "  (type not installed)"
+        click.echo(f"  {name:<12} type={spec.type}{mark}")
 
 
 @connectors.command("test")
 @click.argument("name")
 def connectors_test(name: str) -> None:
     """Check an instance's credentials and the permissions it needs."""
-    pool = ConnectorPool(load_config())
     try:
+        pool = ConnectorPool(load_config())
         checks = pool.get(name).check()
     except AcwError as exc:
         click.echo(f"{name}: {exc}", err=True)
