@@ -183,6 +183,7 @@ def test_signed_webhook_becomes_a_sandbox_activity(stack: Stack) -> None:
     )  # fmt: skip
     assert send(stack, started, "e2e-1-a").status_code == 202
     assert send(stack, ended, "e2e-1-b").status_code == 202
+
     # Two workers may merge "ended" before "started": the first sync then lacks the direction,
     # and the re-sync the later event triggers completes it. Wait for the converged activity.
     def converged() -> bool:
