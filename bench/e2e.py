@@ -20,6 +20,7 @@ in the CRM for every number (a centre's known callers). Writes ``bench/results/e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -27,7 +28,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,8 +40,10 @@ from tests.helpers import SECRET, generic_body, signed_headers
 
 from acw_sync.embedded import EmbeddedRedis
 from bench.common import RESULTS, free_port, save, spawn, stop, table, wait_ready
+from bench.loadgen import raw_post, send_all
 
 TOKEN = "pat-na1-bench-token"
+PATH = "/webhooks/generic"
 AGENT = {"id": "agent-7", "email": "ana@example.com", "name": "Ana Example"}
 
 
@@ -168,6 +170,17 @@ class MemorySampler(threading.Thread):
             self.peak_total = max(self.peak_total, sum(sizes))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (alive ones)."""
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return 0.0
@@ -242,21 +255,32 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
                 time.sleep(0.3)
                 idle_req.append(crm.requests() - before)
             # 2. burst: every call's events but the end, then the ends
+            roles = {"server": procs[0].pid, "workers": procs[1].pid, "bench+crm": os.getpid()}
+            cpu0 = {name: cpu_seconds(pid) for name, pid in roles.items()}
+            # Requests are built before they are sent, and sent by an asyncio client on raw
+            # keep-alive connections: the sender must not take the workers' CPU.
             all_hooks = [bodies(n, "burst", events) for n in range(calls)]
-            with ThreadPoolExecutor(32) as pool:
-                list(pool.map(post, [h for hooks in all_hooks for h in hooks[:-1]]))
-                time.sleep(1.0)  # the non-final events are merged
-                before = crm.requests()
-                ends = list(pool.map(post, [hooks[-1] for hooks in all_hooks]))
+            wire = [
+                [raw_post("127.0.0.1", port, PATH, b, h) for b, h in hooks] for hooks in all_hooks
+            ]
+            send_all(base, [w for hooks in wire for w in hooks[:-1]])
+            time.sleep(1.0)  # the non-final events are merged
+            before = crm.requests()
+            ends = send_all(base, [hooks[-1] for hooks in wire])
             keys = [f"burst-{n}" for n in range(calls)]
             deadline = time.monotonic() + 180
             backlog = []
+            done_at: list[float | None] = [None] * calls
             while time.monotonic() < deadline:
-                done_at = synced_at(client, keys)
+                waiting = [n for n, d in enumerate(done_at) if d is None]
+                for n, d in zip(
+                    waiting, synced_at(client, [keys[n] for n in waiting]), strict=True
+                ):
+                    done_at[n] = d
                 backlog.append((round(time.time() - min(ends), 1), client.llen("acw")))
                 if all(d is not None for d in done_at):
                     break
-                time.sleep(0.2)
+                time.sleep(0.25)
             else:
                 missing = sum(d is None for d in done_at)
                 raise SystemExit(f"{missing} of {calls} calls not synced in 180 s; see {root}")
@@ -265,6 +289,7 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
             time.sleep(0.5)
             burst_requests = crm.requests() - before
             sampler.halt.set()
+            cpu = {name: round(cpu_seconds(pid) - cpu0[name], 1) for name, pid in roles.items()}
             finished = [d for d in done_at if d is not None]
             latencies = [d - e for d, e in zip(finished, ends, strict=True)]
             span = max(finished) - min(ends)
@@ -277,12 +302,15 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
                 "idle_max_s": round(max(idle_lat), 3) if idle_lat else None,
                 "idle_requests_per_call": round(statistics.mean(idle_req), 2) if idle_req else None,
                 "calls_per_s": round(calls / span, 1),
+                "send_ends_s": round(max(ends) - min(ends), 2),
                 "p50_s": round(pct(latencies, 0.5), 3),
                 "p99_s": round(pct(latencies, 0.99), 3),
                 "requests_per_call": round(burst_requests / calls, 4),
                 "crm_requests": burst_requests,
                 "peak_rss_mib_each": round(sampler.peak_each / 2**20, 1),
                 "peak_rss_mib_total": round(sampler.peak_total / 2**20, 1),
+                "cpu_s": cpu,  # CPU seconds during the burst, per role (2 cores in all)
+                "burst_s": round(max(finished) - min(ends), 1),
             }
         finally:
             sampler.halt.set()

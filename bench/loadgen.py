@@ -141,3 +141,50 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def raw_post(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """One POST as bytes on the wire (HTTP/1.1, keep-alive)."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\n{head}content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def _send_some(
+    host: str, port: int, requests: list[bytes], todo: list[int], sent: list[float]
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while todo:
+            n = todo.pop()
+            sent[n] = time.time()
+            writer.write(requests[n])
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            if status not in (200, 202):
+                raise RuntimeError(f"webhook answered {status}")
+    finally:
+        writer.close()
+
+
+def send_all(url: str, requests: list[bytes], concurrency: int = 32) -> list[float]:
+    """Send every request (any order, ``concurrency`` connections); when each was sent."""
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    sent = [0.0] * len(requests)
+    todo = list(range(len(requests)))[::-1]
+
+    async def run() -> None:
+        await asyncio.gather(
+            *(_send_some(host, port, requests, todo, sent) for _ in range(concurrency))
+        )
+
+    asyncio.run(run())
+    return sent

@@ -237,3 +237,12 @@ def test_salesforce_follow_ups_in_one_collection_each_once(
     assert [getattr(r, "id", None) for r in again] == [getattr(r, "id", None) for r in first]
     assert not any(getattr(r, "created", True) for r in again)
     assert len(org.find("Task")) == 3
+
+
+def test_one_flush_per_instance_at_a_time(store: StateStore, hs_emulator: HubSpotEmulator) -> None:
+    pool = _pool(hs_emulator)
+    _queue(store, _ended(1))
+    with store.lock("batch:hs"):
+        busy = batch.flush(store, pool, "hs")
+    assert busy.postpone > 0 and busy.synced == []
+    assert batch.flush(store, pool, "hs").synced == ["generic:call-1"]

@@ -53,6 +53,8 @@ FLUSH_GRACE = 60
 #: windows after its oldest call was queued. A lone call (nothing new for a whole window) is
 #: flushed when its window ends, so an idle system still syncs within one window.
 MAX_WAIT_WINDOWS = 10
+#: Seconds one flush may hold its instance's flush lock (a stuck worker frees it after this).
+FLUSH_LOCK_TTL = 120
 
 
 @dataclass
@@ -149,12 +151,23 @@ def flush(
     """Sync up to ``batch_size`` queued calls of ``instance`` in batch requests.
 
     With ``window`` (the scheduled flush, not a follow-up of a full batch), a short batch whose
-    calls are still arriving is postponed instead (see :data:`MAX_WAIT_WINDOWS`).
+    calls are still arriving is postponed instead (see :data:`MAX_WAIT_WINDOWS`); so is any
+    flush while another flush of the same instance runs.
     """
     connector = pool.get(instance)
     size = connector.capabilities.batch_size
     if window > 0 and (delay := _wait_for_more(store, instance, size, window)) > 0:
         return BatchOutcome(postpone=delay)
+    try:
+        # One flush per instance at a time: the CRM's rate limits are per account, and calls
+        # queued meanwhile make the next batch fuller.
+        with store.lock(f"batch:{instance}", ttl=FLUSH_LOCK_TTL):
+            return _flush_locked(store, pool, instance, size)
+    except LockBusy:
+        return BatchOutcome(postpone=max(window, 0.1))
+
+
+def _flush_locked(store: StateStore, pool: ConnectorPool, instance: str, size: int) -> BatchOutcome:
     keys, more = _take(store, instance, size)
     outcome = BatchOutcome(more=more)
     if not keys:
