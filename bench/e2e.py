@@ -150,7 +150,8 @@ def bodies(n: int, tag: str, events: int) -> list[tuple[bytes, dict[str, str]]]:
 
 
 class MemorySampler(threading.Thread):
-    """Peak RSS of a process and its children (each, and the largest sum), every 100 ms."""
+    """Peak RSS of a process and its children (each, and the largest sum), every 100 ms
+    (children listed again every 2 s)."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
@@ -160,21 +161,29 @@ class MemorySampler(threading.Thread):
         self.halt = threading.Event()
 
     def run(self) -> None:
+        procs: list[psutil.Process] = []
+        listed = 0.0
         while not self.halt.wait(0.1):
-            try:
-                procs = [self.root, *self.root.children(recursive=True)]
-                sizes = [p.memory_info().rss for p in procs]
-            except psutil.Error:
+            if time.monotonic() - listed > 2.0:
+                # Listing children scans every process on the machine: not every 100 ms.
+                with contextlib.suppress(psutil.Error):
+                    procs = [self.root, *self.root.children(recursive=True)]
+                    listed = time.monotonic()
+            sizes = []
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    sizes.append(proc.memory_info().rss)
+            if not sizes:
                 continue
             self.peak_each = max(self.peak_each, *sizes)
             self.peak_total = max(self.peak_total, sum(sizes))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its children (alive ones)."""
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """User + system CPU seconds of a process and (alive) children."""
     total = 0.0
     root = psutil.Process(pid)
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in [root, *(root.children(recursive=True) if children else [])]:
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
             total += times.user + times.system
@@ -255,8 +264,21 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
                 time.sleep(0.3)
                 idle_req.append(crm.requests() - before)
             # 2. burst: every call's events but the end, then the ends
-            roles = {"server": procs[0].pid, "workers": procs[1].pid, "bench+crm": os.getpid()}
-            cpu0 = {name: cpu_seconds(pid) for name, pid in roles.items()}
+            redis_pid = next(
+                p.pid for p in psutil.Process().children() if "redis" in p.name().lower()
+            )
+            roles = {
+                "server": procs[0].pid,
+                "workers": procs[1].pid,
+                "redis": redis_pid,
+                "bench+crm emulator": os.getpid(),
+            }
+            alone = {"bench+crm emulator": False}
+
+            def cpu_now() -> dict[str, float]:
+                return {n: cpu_seconds(p, children=alone.get(n, True)) for n, p in roles.items()}
+
+            cpu0 = cpu_now()
             # Requests are built before they are sent, and sent by an asyncio client on raw
             # keep-alive connections: the sender must not take the workers' CPU.
             all_hooks = [bodies(n, "burst", events) for n in range(calls)]
@@ -286,10 +308,13 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
                 raise SystemExit(f"{missing} of {calls} calls not synced in 180 s; see {root}")
             if os.environ.get("ACW_BENCH_TRACE"):
                 print("queue length after the first end event (s, messages):", backlog[::5])
+                names = {t.native_id: t.name for t in threading.enumerate()}
+                for t in sorted(psutil.Process().threads(), key=lambda t: -t.user_time)[:5]:
+                    print("thread", names.get(t.id, t.id), round(t.user_time + t.system_time, 1))
             time.sleep(0.5)
             burst_requests = crm.requests() - before
             sampler.halt.set()
-            cpu = {name: round(cpu_seconds(pid) - cpu0[name], 1) for name, pid in roles.items()}
+            cpu = {name: round(v - cpu0[name], 1) for name, v in cpu_now().items()}
             finished = [d for d in done_at if d is not None]
             latencies = [d - e for d, e in zip(finished, ends, strict=True)]
             span = max(finished) - min(ends)
@@ -310,6 +335,7 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
                 "peak_rss_mib_each": round(sampler.peak_each / 2**20, 1),
                 "peak_rss_mib_total": round(sampler.peak_total / 2**20, 1),
                 "cpu_s": cpu,  # CPU seconds during the burst, per role (2 cores in all)
+                "worker_cpu_ms_per_call": round(cpu["workers"] / calls * 1000, 1),
                 "burst_s": round(max(finished) - min(ends), 1),
             }
         finally:
@@ -334,6 +360,7 @@ COLUMNS = [
     ("p99_s", "p99 s"),
     ("requests_per_call", "burst req/call"),
     ("peak_rss_mib_each", "peak RSS/proc MiB"),
+    ("worker_cpu_ms_per_call", "worker CPU ms/call"),
 ]
 
 
