@@ -127,12 +127,14 @@ def plot(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     if second:
         ax2 = ax.twinx()
         for label, (xs, ys) in second.items():
             ax2.plot(xs, ys, marker="s", linestyle="--", label=label, color="tab:red")
         ax2.set_ylabel(second_label)
+        ax2.set_ylim(bottom=0)
         ax2.legend(loc="upper right")
     ax.legend(loc="upper left")
     if len({x for xs, _ in series.values() for x in xs}) > 3:

@@ -80,6 +80,22 @@ def load(url: str, path: str, concurrency: int, duration: float, tag: str) -> di
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def draw(rows: list[dict], name: str) -> None:
+    xs = [float(r["concurrency"]) for r in rows]
+    plot(
+        RESULTS / f"{name}.png",
+        f"acw-sync ingest ({name}): one server process, 2-core machine",
+        {
+            "signed webhooks/s": (xs, [r["webhooks_per_s"] for r in rows]),
+            "bare /healthz/s": (xs, [r["healthz_per_s"] for r in rows]),
+        },
+        "concurrent clients",
+        "requests per second",
+        second={"webhook p99 ms": (xs, [r["p99_ms"] for r in rows])},
+        second_label="p99 latency (ms)",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="1,16,64,256")
@@ -89,7 +105,12 @@ def main() -> None:
         default="redis",
         help="redis (the private Redis), or an amqp:// URL: RabbitMQ as the broker, state in Redis",
     )
+    parser.add_argument("--replot", action="store_true", help="plot the last results again")
     args = parser.parse_args()
+    if args.replot:
+        name = "ingest" if args.broker == "redis" else "ingest-amqp"
+        draw(json.loads((RESULTS / f"{name}.json").read_text())["rows"], name)
+        return
     levels = [int(x) for x in args.levels.split(",")]
     with tempfile.TemporaryDirectory(prefix="acw-bench-") as tmp:
         root = Path(tmp)
@@ -184,19 +205,7 @@ def main() -> None:
     name = "ingest" if args.broker == "redis" else "ingest-amqp"
     broker = args.broker.split("@")[-1]
     save(name, {"rows": rows, "targets": verdict, "duration_s": args.duration, "broker": broker})
-    xs = [float(r["concurrency"]) for r in rows]
-    plot(
-        RESULTS / f"{name}.png",
-        "acw-sync ingest: one server process, 2-core machine",
-        {
-            "signed webhooks/s": (xs, [r["webhooks_per_s"] for r in rows]),
-            "bare /healthz/s": (xs, [r["healthz_per_s"] for r in rows]),
-        },
-        "concurrent clients",
-        "requests per second",
-        second={"webhook p99 ms": (xs, [r["p99_ms"] for r in rows])},
-        second_label="p99 latency (ms)",
-    )
+    draw(rows, name)
     print(f"wrote {RESULTS / (name + '.json')} and {RESULTS / (name + '.png')}")
 
 

@@ -10,6 +10,7 @@ synced per second and the end-to-CRM p99 against W. Writes ``bench/results/scali
 from __future__ import annotations
 
 import argparse
+import json
 
 from bench.common import RESULTS, plot, save, table
 from bench.e2e import COLUMNS, run
@@ -21,16 +22,20 @@ def main() -> None:
     parser.add_argument("-n", "--calls", type=int, default=1000)
     parser.add_argument("-m", "--events", type=int, default=3)
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--replot", action="store_true", help="plot the last results again")
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
     rows = []
-    for crm in args.crm.split(","):
+    if args.replot:
+        rows = json.loads((RESULTS / "scaling.json").read_text())["rows"]
+    for crm in [] if args.replot else args.crm.split(","):
         for workers in counts:
             row = run(crm, args.calls, max(2, args.events), workers, idle=0)
             print(row, flush=True)
             rows.append(row)
     print(table(rows, [c for c in COLUMNS if not c[0].startswith("idle")]))
-    save("scaling", {"rows": rows})
+    if not args.replot:
+        save("scaling", {"rows": rows})
     crms = list(dict.fromkeys(r["crm"] for r in rows))
     plot(
         RESULTS / "scaling.png",
