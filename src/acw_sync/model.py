@@ -30,6 +30,7 @@ __all__ = [
     "Agent",
     "Analysis",
     "CallEvent",
+    "CallFacts",
     "CallOutcome",
     "CallRecord",
     "CrmObjectRef",
@@ -192,22 +193,10 @@ class Utterance(_Model):
     """Seconds from the start of the recording, where the platform gives it."""
 
 
-class CallEvent(_Model):
-    """One event of one call, as a platform reported it, normalised.
+class CallFacts(_Model):
+    """What a platform can tell about a call: shared by :class:`CallEvent` (what one event
+    said) and :class:`CallRecord` (what all events said, merged)."""
 
-    Every field but the identity and ``type`` is optional: an event carries what its platform
-    sent and nothing else. ``raw`` keeps the platform's payload for audit; nothing is dropped.
-    """
-
-    event_id: str = Field(min_length=1, max_length=512)
-    """Unique per event; redeliveries of the same event carry the same id."""
-    provider: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_\-]+$")
-    call_id: str = Field(min_length=1, max_length=256)
-    """The platform's id of the (root) call; all events of one call share it."""
-    type: EventType
-    occurred_at: UtcDatetime
-    sequence: int | None = None
-    """Ordering hint where the platform sends one (Twilio SequenceNumber, RingCentral sequence)."""
     provider_account: str | None = None
 
     direction: Direction | None = None
@@ -230,6 +219,29 @@ class CallEvent(_Model):
     transcript: list[Utterance] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
+
+    @field_validator("tags")
+    @classmethod
+    def _clean_tags(cls, tags: list[str]) -> list[str]:
+        return [t.strip() for t in tags if t and t.strip()]
+
+
+class CallEvent(CallFacts):
+    """One event of one call, as a platform reported it, normalised.
+
+    Every field but the identity and ``type`` is optional: an event carries what its platform
+    sent and nothing else. ``raw`` keeps the platform's payload for audit; nothing is dropped.
+    """
+
+    event_id: str = Field(min_length=1, max_length=512)
+    """Unique per event; redeliveries of the same event carry the same id."""
+    provider: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_\-]+$")
+    call_id: str = Field(min_length=1, max_length=256)
+    """The platform's id of the (root) call; all events of one call share it."""
+    type: EventType
+    occurred_at: UtcDatetime
+    sequence: int | None = None
+    """Ordering hint where the platform sends one (Twilio SequenceNumber, RingCentral sequence)."""
     removed_tags: list[str] = Field(default_factory=list)
     """Tags the platform reports as removed."""
     tags_complete: bool = False
@@ -238,9 +250,9 @@ class CallEvent(_Model):
 
     raw: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("tags", "removed_tags")
+    @field_validator("removed_tags")
     @classmethod
-    def _clean_tags(cls, tags: list[str]) -> list[str]:
+    def _clean_removed(cls, tags: list[str]) -> list[str]:
         return [t.strip() for t in tags if t and t.strip()]
 
     @property
@@ -268,7 +280,7 @@ class ActionItem(_Model):
     kind: TaskType = TaskType.CALL
 
 
-class CallRecord(_Model):
+class CallRecord(CallFacts):
     """Everything known about one call, merged from all its events.
 
     Built only by :func:`acw_sync.merge.merge_events`; a record is a pure function of the set
@@ -278,27 +290,6 @@ class CallRecord(_Model):
     key: str
     provider: str
     call_id: str
-    provider_account: str | None = None
-
-    direction: Direction | None = None
-    customer_number: E164 | None = None
-    line_number: E164 | None = None
-    agent: Agent | None = None
-
-    started_at: UtcDatetime | None = None
-    answered_at: UtcDatetime | None = None
-    ended_at: UtcDatetime | None = None
-    duration: Seconds | None = None
-    talk_time: Seconds | None = None
-    hold_time: Seconds | None = None
-    wrapup_time: Seconds | None = None
-
-    outcome: CallOutcome | None = None
-    disposition: str | None = None
-    recording_url: str | None = None
-    transcript: list[Utterance] = Field(default_factory=list)
-    notes: list[Note] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
 
     ended: bool = False
     """True once a terminal event (ended, missed, voicemail) has arrived."""

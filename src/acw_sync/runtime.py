@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from acw_sync.config import AppConfig, load_config
 from acw_sync.embedded import broker_url
 from acw_sync.errors import ConfigError
+from acw_sync.logs import register_config_secrets
 from acw_sync.store import StateStore
 from acw_sync.sync import ConnectorPool
 
@@ -49,6 +50,7 @@ def get_runtime() -> Runtime:
     with _lock:
         if _runtime is None:
             config = load_config()
+            register_config_secrets(config)  # never in a log line, whatever logs them
             store = StateStore.from_url(state_url())
             _runtime = Runtime(config=config, store=store, pool=ConnectorPool(config))
         return _runtime

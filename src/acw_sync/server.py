@@ -11,7 +11,8 @@
   the platform retries (nothing is acknowledged unless it is on the queue).
 
 ``GET /healthz`` (process alive), ``GET /readyz`` (broker and state store reachable),
-``GET /openapi.json``. No error ever answers with a stack trace.
+``GET /openapi.json``; ``GET /metrics``, ``GET /status`` and ``/status.json`` for ops
+(:mod:`acw_sync.status_page`). No error ever answers with a stack trace.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from acw_sync.errors import ConfigError, PayloadTooLarge, WebhookRejected
 from acw_sync.model import CallEvent
 from acw_sync.openapi import openapi_document
 from acw_sync.provider import Provider, WebhookRequest, available_providers
+from acw_sync.status_page import instrument_webhooks, ops_routes
 from acw_sync.store import StateStore
 
 __all__ = ["Ingest", "create_app"]
@@ -57,6 +59,8 @@ class Ingest:
     store: StateStore
     publish: Publish
     broker_ping: Callable[[], bool]
+    broker_url: str | None = None
+    """For the ops routes' queue depths; None leaves them empty."""
     publish_many: PublishMany | None = field(default=None, kw_only=True)
 
     def publish_batch(self, events: Sequence[CallEvent]) -> None:
@@ -213,10 +217,15 @@ def create_app(ingest: Ingest) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/webhooks/{provider}", webhook, methods=["POST"]),
+            Route(
+                "/webhooks/{provider}",
+                instrument_webhooks(webhook, ingest.providers),
+                methods=["POST"],
+            ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            *ops_routes(ingest.store, ingest.config, ingest.broker_url),
         ],
         exception_handlers={Exception: on_error},
     )
@@ -229,7 +238,7 @@ def build_app() -> Starlette:
     from acw_sync.tasks import app as celery_app
     from acw_sync.tasks import configure_broker, process_event
 
-    url = configure_broker()
+    broker = configure_broker()
     runtime = get_runtime()
 
     def publish(event: CallEvent) -> None:
@@ -248,6 +257,7 @@ def build_app() -> Starlette:
         runtime.store,
         publish,
         broker_ping,
-        publish_many=publisher_for(url, celery_app.conf.task_default_queue),
+        publish_many=publisher_for(broker, celery_app.conf.task_default_queue),
     )
+    ingest.broker_url = broker
     return create_app(ingest)

@@ -34,6 +34,7 @@ from acw_sync.config import AppConfig, ConnectorInstance
 from acw_sync.connector import Connector, load_connector_class
 from acw_sync.errors import ConfigError
 from acw_sync.merge import merge_events
+from acw_sync.metrics import instrument_connector
 from acw_sync.model import Analysis, CallRecord, CustomerRef
 from acw_sync.rules import RulePlan, evaluate_rules
 from acw_sync.store import Ledger, LockBusy, StateStore
@@ -68,7 +69,7 @@ class ConnectorPool:
             spec = self.instance(instance)
             cls = load_connector_class(spec.type)
             options = cls.config_model.model_validate(spec.options)
-            self._made[instance] = cls(instance, options)
+            self._made[instance] = instrument_connector(cls(instance, options))
         return self._made[instance]
 
     def instance(self, instance: str) -> ConnectorInstance:

@@ -103,6 +103,10 @@ def _close_runtime(**_: Any) -> None:
     reset_runtime()
 
 
+# Log context, metrics, heartbeats and sync stats hang on Celery's signals (connected on import).
+from acw_sync import task_signals as _task_signals  # noqa: E402, F401
+
+
 def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     """Seconds before retry ``attempt`` (0-based): full jitter, capped, honouring Retry-After."""
     ceiling = min(MAX_COUNTDOWN, BACKOFF_BASE * (2**attempt))

@@ -6,8 +6,9 @@ import os
 
 import click
 
+from acw_sync.cli import ops
 from acw_sync.embedded import EmbeddedRedis, broker_url
-from acw_sync.logs import configure_logging
+from acw_sync.logs import configure_logging, json_lines
 
 __all__ = ["COMMANDS"]
 
@@ -45,14 +46,33 @@ def serve(host: str, port: int, log_level: str | None) -> None:
 @click.command()
 @click.option("-c", "--concurrency", default=2, show_default=True, type=int)
 @click.option("--log-level", default=None, help="Overrides ACW_LOG_LEVEL.")
-def worker(concurrency: int, log_level: str | None) -> None:
-    """Run a worker: merge events, analyze calls, sync them to the CRMs."""
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    envvar="ACW_WORKER_METRICS_PORT",
+    help="Serve Prometheus metrics of this worker (all its processes) on this port. Off by default.",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+def worker(
+    concurrency: int, log_level: str | None, metrics_port: int | None, metrics_host: str
+) -> None:
+    """Run a worker: merge events, analyze calls, sync them to the CRMs.
+
+    SIGTERM is a warm shutdown: the worker takes no new task, finishes the running ones
+    (up to the soft shutdown timeout) and hands unfinished messages back to the queue.
+    """
     configure_logging(log_level)
+    if metrics_port:
+        from acw_sync.cli.ops import serve_worker_metrics
+
+        serve_worker_metrics(metrics_host, metrics_port)  # before prometheus_client is used
     from acw_sync.tasks import app, configure_broker
 
     configure_broker(_broker())
     app.worker_main(
         [
+            *(["--quiet"] if json_lines() else []),  # no ASCII banner among the JSON lines
             "worker",
             "-Q",
             app.conf.task_default_queue,
@@ -95,4 +115,5 @@ def redis_status() -> None:
         raise SystemExit(1)
 
 
-COMMANDS = [serve, worker, redis]
+# `status` lives with the ops code (acw_sync.cli.ops); listed here to keep one registry.
+COMMANDS = [serve, worker, redis, *ops.COMMANDS]
