@@ -133,3 +133,12 @@ def test_a_record_is_saved_when_redis_forgot_the_script(store: StateStore) -> No
     store._save_record.sha = "0" * 40  # as if Redis restarted without its scripts
     store.save_record(merge_events(events))
     assert store.record("generic:c1") is not None
+
+
+def test_the_args_repr_names_the_call_for_the_worker_logs(redis_url: str) -> None:
+    publisher = RedisPublisher(redis_url)
+    message = json.loads(publisher.message(_event(1).model_dump_json(), _event(1)))
+    publisher.close()
+    assert "'provider': 'generic'" in message["headers"]["argsrepr"]
+    assert "'call_id': 'c1'" in message["headers"]["argsrepr"]
+    assert "'event_id': 'ev-1'" in message["headers"]["argsrepr"]

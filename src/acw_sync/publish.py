@@ -49,7 +49,7 @@ class RedisPublisher:
         # kombu derives the reply-to from the app's oid: any stable uuid serves (no results).
         self._reply_to = str(uuid.uuid4())
 
-    def message(self, event_json: str, event_id: str) -> bytes:
+    def message(self, event_json: str, event: CallEvent) -> bytes:
         """The JSON kombu's Redis transport stores for ``process_event.apply_async([event])``.
 
         Assembled from pre-encoded pieces (the event as pydantic serialised it, ids that need no
@@ -57,8 +57,12 @@ class RedisPublisher:
         """
         task_id = str(uuid.uuid4())
         body = b"[[" + event_json.encode() + _BODY_TAIL
-        # Celery puts repr(args) in argsrepr, for monitoring only: the event id is enough.
-        argsrepr = json.dumps(f"[{{'event_id': {event_id!r}, ...}}]")
+        # Celery puts repr(args) in argsrepr, for monitoring and for the worker's "received" log
+        # line (acw_sync.logs reads the call's identity from it): its identity fields suffice.
+        argsrepr = json.dumps(
+            f"[{{'event_id': {event.event_id!r}, 'provider': {event.provider!r}, "
+            f"'call_id': {event.call_id!r}, ...}}]"
+        )
         return "".join(
             (
                 '{"body": "',
@@ -91,7 +95,7 @@ class RedisPublisher:
     def __call__(self, events: Sequence[CallEvent]) -> None:
         if not events:
             return
-        messages = [self.message(e.model_dump_json(), e.event_id) for e in events]
+        messages = [self.message(e.model_dump_json(), e) for e in events]
         # One LPUSH keeps the batch's order for the consumer's BRPOP (first in, first out).
         self.redis.lpush(self.queue, *messages)
 
