@@ -33,7 +33,14 @@ from acw_connector_hubspot.memory import Memory
 from acw_sync.connector import CallWrite, Capabilities, Check, Connector, WritePreview
 from acw_sync.errors import ConnectorError, CredentialsInvalid, PermanentError, RetryableError
 from acw_sync.model import Agent, CallRecord, CrmObjectRef, CustomerRef, FollowUp
-from acw_sync.phone import mask, national_digits, same_number, stored_formats
+from acw_sync.phone import (
+    by_region,
+    mask,
+    matching_numbers,
+    national_digits,
+    same_number,
+    stored_formats,
+)
 
 __all__ = ["CallWrite", "HubSpotConnector", "TaskWrite"]
 
@@ -222,13 +229,13 @@ class HubSpotConnector(BatchWrites, Connector):
                 half = len(chunk) // 2
                 chunks += [chunk[:half], chunk[half:]]
                 continue
+            regions = by_region(chunk)
             for row in found:
                 props = row.get("properties") or {}
-                for phone in chunk:
-                    if same_number(props.get("phone"), phone) or same_number(
-                        props.get("mobilephone"), phone
-                    ):
-                        rows[phone].append(row)
+                hits = matching_numbers(props.get("phone"), regions)
+                hits += matching_numbers(props.get("mobilephone"), regions)
+                for phone in dict.fromkeys(hits):
+                    rows[phone].append(row)
         out: dict[str, list[CustomerRef]] = {}
         for phone, matching in rows.items():
             # Phone matches before mobile matches; within each, most recently modified first.

@@ -51,7 +51,7 @@ from acw_sync.connector import (
 )
 from acw_sync.errors import ConnectorError, PermanentError
 from acw_sync.model import Agent, CallRecord, CrmObjectRef, CustomerRef, FollowUp
-from acw_sync.phone import same_number, stored_formats
+from acw_sync.phone import by_region, matching_numbers, same_number, stored_formats
 
 __all__ = ["PHONE_FIELDS", "SalesforceConnector"]
 
@@ -259,17 +259,14 @@ class SalesforceConnector(Connector):
                     f"ORDER BY LastModifiedDate DESC, Id ASC LIMIT {limit}",
                     f"finding {sobject}s by phone",
                 )
+                groups = by_region(chunk, self.settings.default_region)
                 for row in rows:
-                    for phone in chunk:
-                        stored = next(
-                            (
-                                row[f]
-                                for f in fields
-                                if same_number(row.get(f), phone, self.settings.default_region)
-                            ),
-                            None,
-                        )
-                        if stored is None or len(out[phone]) >= self.settings.max_candidates:
+                    stored_as: dict[str, str] = {}  # number -> the first field's stored form
+                    for f in fields:
+                        for hit in matching_numbers(row.get(f), groups):
+                            stored_as.setdefault(hit, row[f])
+                    for phone, stored in stored_as.items():
+                        if len(out[phone]) >= self.settings.max_candidates:
                             continue
                         record_id = str(row["Id"])
                         out[phone].append(
