@@ -67,7 +67,7 @@ def _queue(store: StateStore, *events: CallEvent) -> None:
 def test_a_batch_is_one_search_and_one_write(
     store: StateStore, hs_emulator: HubSpotEmulator
 ) -> None:
-    for n in range(3):
+    for n in range(5):
         hs_emulator.add_object("contacts", {"phone": f"+1415555{n:04d}", "firstname": f"C{n}"})
     pool = _pool(hs_emulator)
     assert batch.batch_window(pool, "hs") == 0.3
@@ -77,7 +77,7 @@ def test_a_batch_is_one_search_and_one_write(
     assert sorted(outcome.synced) == [f"generic:call-{n}" for n in range(5)]
     assert outcome.single == [] and outcome.error is None and not outcome.more
     paths = [p for _m, p, _s in hs_emulator.log[before:]]
-    assert sum("/search" in p for p in paths) == 1  # five numbers, one search
+    assert sum("/search" in p for p in paths) == 1  # five numbers (all on a contact), one search
     assert sum("/batch/create" in p for p in paths) == 1
     assert len(paths) <= 3, paths  # + the portal's dispositions, read once
     for n in range(5):
@@ -246,3 +246,40 @@ def test_one_flush_per_instance_at_a_time(store: StateStore, hs_emulator: HubSpo
         busy = batch.flush(store, pool, "hs")
     assert busy.postpone > 0 and busy.synced == []
     assert batch.flush(store, pool, "hs").synced == ["generic:call-1"]
+
+
+@pytest.mark.parametrize(
+    ("stored", "region"),
+    [
+        ("(415) 555-0100", None),
+        ("+1 415-555-0100", None),
+        ("4155550100", "US"),
+        ("020 7946 0958", None),
+        ("+44 20 7946 0958", "US"),
+        ("not a number", None),
+        ("", None),
+    ],
+)
+def test_matching_numbers_agrees_with_same_number(stored: str, region: str | None) -> None:
+    from acw_sync.phone import by_region, matching_numbers, same_number
+
+    phones = ["+14155550100", "+442079460958", "+14155550199"]
+    expected = [p for p in phones if same_number(stored, p, region)]
+    assert sorted(matching_numbers(stored, by_region(phones, region))) == sorted(expected)
+
+
+def test_hubspot_best_candidate_searches_mobile_only_for_misses(
+    hs_emulator: HubSpotEmulator,
+) -> None:
+    for n in range(90):
+        hs_emulator.add_object("contacts", {"phone": f"+1415555{n:04d}"})
+    hs_emulator.add_object("contacts", {"mobilephone": "(415) 555-0095", "firstname": "M"})
+    connector = _pool(hs_emulator).get("hs")
+    phones = [f"+1415555{n:04d}" for n in range(96)]
+    searches = hs_emulator.count("POST", "/search")
+    best = connector.find_customers_many(phones, all_matches=False)
+    assert hs_emulator.count("POST", "/search") - searches == 2  # phones, then 6 misses' mobiles
+    for phone in ["+14155550000", "+14155550089", "+14155550095", "+14155550093"]:
+        assert [c.id for c in best[phone]][:1] == [c.id for c in connector.find_customers(phone)][
+            :1
+        ]

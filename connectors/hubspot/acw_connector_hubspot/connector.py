@@ -65,9 +65,10 @@ REQUIRED_SCOPES: dict[str, tuple[str, ...]] = {
 }
 OWNER_TTL = 3600.0
 DISPOSITIONS_TTL = 3600.0
-#: Numbers per ``IN`` search of :meth:`HubSpotConnector.find_customers_many` (HubSpot takes up
-#: to 100 values per ``IN`` filter), and the page size asked for.
-MANY_PER_SEARCH = 50
+#: Values (national numbers) per search of :meth:`HubSpotConnector.find_customers_many`, across
+#: its filter groups: 100 keep the request under HubSpot's 3,000-character search limit.
+MANY_VALUES = 100
+#: The page size asked for (HubSpot's maximum).
 MANY_PAGE = 200
 RECENT_MISS = 30.0
 
@@ -204,25 +205,20 @@ class HubSpotConnector(BatchWrites, Connector):
             if same_number((r.get("properties") or {}).get("phone"), phone)
         ]
 
-    def find_customers_many(
-        self, phones: Sequence[str], *, all_matches: bool = True
-    ) -> dict[str, list[CustomerRef]]:
-        """Many numbers per search: ``IN`` on the calculated (national digits) phone fields.
-
-        One search per :data:`MANY_PER_SEARCH` numbers; a full page (the answer may be cut)
-        is searched again in halves. Numbers with no contact go through
-        :meth:`find_customers` when the company fallback is on.
-        """
-        unique = list(dict.fromkeys(phones))
-        rows: dict[str, list[dict[str, Any]]] = {p: [] for p in unique}
-        chunks = [unique[i : i + MANY_PER_SEARCH] for i in range(0, len(unique), MANY_PER_SEARCH)]
+    def _search_numbers(
+        self, numbers: list[str], kinds: tuple[str, ...], rows: dict[str, list[dict[str, Any]]]
+    ) -> None:
+        """Add to ``rows`` the contacts whose ``kinds`` fields hold one of ``numbers``."""
+        size = MANY_VALUES // len(kinds)
+        chunks = [numbers[i : i + size] for i in range(0, len(numbers), size)]
+        fields = {"phone": "phone", "mobile": "mobilephone"}
         while chunks:
             chunk = chunks.pop()
             digits = sorted({national_digits(p) for p in chunk})
             groups = [
                 [{"propertyName": f"hs_searchable_calculated_{kind}_number", "operator": "IN",
                   "values": digits}]
-                for kind in ("phone", "mobile")
+                for kind in kinds
             ]  # fmt: skip
             found = self.client.search("contacts", groups, CONTACT_PROPERTIES, limit=MANY_PAGE)
             if len(found) >= MANY_PAGE and len(chunk) > 1:
@@ -232,10 +228,30 @@ class HubSpotConnector(BatchWrites, Connector):
             regions = by_region(chunk)
             for row in found:
                 props = row.get("properties") or {}
-                hits = matching_numbers(props.get("phone"), regions)
-                hits += matching_numbers(props.get("mobilephone"), regions)
+                hits = [h for k in kinds for h in matching_numbers(props.get(fields[k]), regions)]
                 for phone in dict.fromkeys(hits):
-                    rows[phone].append(row)
+                    if row not in rows[phone]:
+                        rows[phone].append(row)
+
+    def find_customers_many(
+        self, phones: Sequence[str], *, all_matches: bool = True
+    ) -> dict[str, list[CustomerRef]]:
+        """Many numbers per search: ``IN`` on the calculated (national digits) phone fields.
+
+        At most :data:`MANY_VALUES` values per search (HubSpot caps a search at 3,000
+        characters); a full page (the answer may be cut) is searched again in halves. With
+        ``all_matches`` False only the best candidate counts, and phone matches rank before
+        mobile ones: the mobile field is then searched only for numbers the phone field missed
+        (one search per 100 numbers instead of one per 50). Numbers with no contact go through
+        :meth:`find_customers` when the company fallback is on.
+        """
+        unique = list(dict.fromkeys(phones))
+        rows: dict[str, list[dict[str, Any]]] = {p: [] for p in unique}
+        if all_matches:
+            self._search_numbers(unique, ("phone", "mobile"), rows)
+        else:
+            self._search_numbers(unique, ("phone",), rows)
+            self._search_numbers([p for p in unique if not rows[p]], ("mobile",), rows)
         out: dict[str, list[CustomerRef]] = {}
         for phone, matching in rows.items():
             # Phone matches before mobile matches; within each, most recently modified first.
