@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CODE := $(wildcard src connectors tests bench)
 
-.PHONY: demo test lint fmt typecheck bench bench-ingest bench-e2e bench-scaling bench-analyzer clean install
+.PHONY: demo test faults lint fmt typecheck bench bench-ingest bench-e2e bench-scaling bench-analyzer clean install
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 1; }
@@ -23,6 +23,10 @@ demo: $(STAMP)
 ## test: lint, type-check, then the test suite (real Redis: ACW_TEST_REDIS_URL or an embedded one)
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+## faults: the long fault-injection runs (1,000 calls each, a one-minute CRM outage); prints counts
+faults: $(STAMP)
+	$(BIN)/python -m pytest -q -s -m slow tests/faults $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(CODE)

@@ -42,9 +42,11 @@ from acw_sync.templates import TemplateProblem, check_template
 __all__ = [
     "AppConfig",
     "CalendarSettings",
+    "CircuitConfig",
     "ConnectorInstance",
     "CreateTask",
     "MatchingPolicy",
+    "RateLimitSettings",
     "Route",
     "RuleAction",
     "RuleSpec",
@@ -113,6 +115,33 @@ class OwnerMapping(_Strict):
     """Agent team -> the CRM user id of its lead (rules with ``owner: team_lead``)."""
 
 
+class OperationRate(_Strict):
+    requests: int = Field(gt=0)
+    per: float = Field(default=1.0, gt=0)
+    """Seconds of the window: ``requests`` per ``per`` seconds."""
+
+
+class RateLimitSettings(_Strict):
+    """The shared rate limit of one connector instance (see :mod:`acw_sync.ratelimit`)."""
+
+    enabled: bool = True
+    requests: int | None = Field(default=None, gt=0)
+    """Requests per ``per`` seconds for the whole account; unset: the CRM's documented limit."""
+    per: float = Field(default=10.0, gt=0)
+    operations: dict[str, OperationRate] = Field(default_factory=dict)
+    """Extra limits per connector operation, e.g. ``find_customers`` (HubSpot search)."""
+    account: str | None = None
+    """Instances naming the same account share their buckets (one CRM account, two configs)."""
+
+
+class CircuitConfig(_Strict):
+    """The circuit breaker of one connector instance (see :mod:`acw_sync.circuit`)."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    reset_timeout: float = Field(default=30.0, gt=0)
+    probe_timeout: float = Field(default=30.0, gt=0)
+
+
 class ConnectorInstance(_Strict):
     """One configured CRM (several of one type are allowed)."""
 
@@ -128,6 +157,10 @@ class ConnectorInstance(_Strict):
     max_attempts: int = Field(default=8, ge=1)
     max_age: float = Field(default=86400, gt=0)
     """Seconds after the call's end beyond which a failing sync goes to the dead-letter store."""
+    quick_retries: int = Field(default=2, ge=0, le=5)
+    """In-process retries of a request that hit a connection blip, before the task retries."""
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
     batch_window: float = Field(default=0.3, ge=0, le=10)
     """Seconds the syncs of this instance are collected into batch requests (connectors that
     declare ``batch_size`` > 1); 0 syncs each call on its own. A lone call waits this long."""

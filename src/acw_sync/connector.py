@@ -125,6 +125,10 @@ class Connector(abc.ABC):
     type_name: ClassVar[str]
     config_model: ClassVar[type[ConnectorConfig]]
     capabilities: ClassVar[Capabilities] = Capabilities()
+    rate_limits: ClassVar[dict[str, tuple[int, float]]] = {}
+    """The CRM's documented limits as ``{bucket: (requests, seconds)}``: ``"*"`` for the whole
+    account, an operation name (``"find_customers"``) for an endpoint with its own limit. The
+    core enforces them across all workers; admins override them per instance."""
 
     def __init__(self, instance: str, config: ConnectorConfig) -> None:
         self.instance = instance

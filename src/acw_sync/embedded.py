@@ -75,13 +75,13 @@ class EmbeddedRedis:
             return None
         return None
 
-    def start(self, timeout: float = 10.0) -> str:
-        """Start the server unless it runs already; its URL."""
+    def start(self, timeout: float = 10.0, port: int | None = None) -> str:
+        """Start the server unless it runs already (on ``port``, else a free one); its URL."""
         running = self.url()
         if running:
             return running
         self.directory.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        port = port or _free_port()
         args = [
             str(redis_server_binary()),
             "--bind", "127.0.0.1",

@@ -20,12 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import anyio
+import structlog
 
 from acw_sync.model import CallEvent
 from acw_sync.publish import PublishMany
 from acw_sync.store import StateStore
 
 __all__ = ["Enqueued", "Enqueuer"]
+
+log = structlog.get_logger("acw_sync.server")
 
 #: Most events one flush claims and publishes. Bounds the size of one LPUSH and the latency
 #: the first request of a large flush pays for the others.
@@ -106,10 +109,24 @@ class Enqueuer:
                     outcome.duplicates.append(event.event_id)
             outcomes.append(outcome)
         try:
+            # Journal first: a broker message lost after the 202 is published again.
+            self.store.inbox_add(accepted)
             self.publish_many(accepted)
         except Exception:
             # Nothing is acknowledged unless it is on the queue: let the platforms retry.
             with contextlib.suppress(Exception):  # Redis itself is down: the claims expire
                 self.store.release_many(released)
+                for event in accepted:  # refused: the platform retries, not our inbox
+                    self.store.inbox_done(event.event_id)
             raise
+        by_provider: dict[str, list[str]] = {}
+        for provider, delivery_id in released:
+            by_provider.setdefault(provider, []).append(delivery_id)
+        try:
+            for provider, ids in by_provider.items():
+                self.store.confirm(provider, *ids)
+        except Exception as exc:
+            # The events are on the queue: accept. The provisional claims expire; a redelivery
+            # until then is published again and absorbed by process_event.
+            log.warning("could not confirm the delivery claims", error=type(exc).__name__)
         return outcomes

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,13 +26,14 @@ from typing import Any
 import anyio
 import structlog
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from acw_sync.config import AppConfig
 from acw_sync.enqueue import Enqueuer
-from acw_sync.errors import ConfigError, PayloadTooLarge, WebhookRejected
+from acw_sync.errors import ConfigError, PayloadInvalid, PayloadTooLarge, WebhookRejected
 from acw_sync.model import CallEvent
 from acw_sync.openapi import openapi_document
 from acw_sync.provider import Provider, WebhookRequest, available_providers
@@ -106,18 +108,67 @@ def _error(status: int, reason: str, details: Any = None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+#: Deepest JSON nesting accepted; deeper bodies are refused before any parser recurses.
+MAX_JSON_DEPTH = 32
+#: Seconds a client may take to send its body (a slow sender holds a connection, not memory).
+BODY_TIMEOUT = 10.0
+
+_JSON_SPECIAL = re.compile(rb'["\\\[\]{}]')
+
+
+def check_json_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse a JSON body nested deeper than ``limit`` (parsers recurse per level).
+
+    One linear pass over the structural characters, skipping strings and their escapes.
+    """
+    if body.lstrip()[:1] not in (b"{", b"["):
+        return
+    in_string = False
+    escaped_at = -1
+    depth = 0
+    for m in _JSON_SPECIAL.finditer(body):
+        pos, char = m.start(), body[m.start()]
+        if in_string:
+            if pos == escaped_at:
+                continue
+            if char == 0x5C:  # backslash: the next character is escaped
+                escaped_at = pos + 1
+            elif char == 0x22:
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in (0x7B, 0x5B):
+            depth += 1
+            if depth > limit:
+                raise PayloadInvalid(f"JSON nested deeper than {limit} levels")
+        elif char in (0x7D, 0x5D):
+            depth -= 1
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        with anyio.fail_after(BODY_TIMEOUT):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body is larger than {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"body not received within {BODY_TIMEOUT:g} s") from None
+    except ClientDisconnect:
+        raise PayloadInvalid("client disconnected before the body was complete") from None
+    body = b"".join(chunks)
+    await anyio.to_thread.run_sync(check_json_depth, body)
+    return body
+
+
+class RequestTimeout(WebhookRejected):
+    status = 408
 
 
 def _public_url(request: Request, base: str | None) -> str:
@@ -166,14 +217,20 @@ def create_app(ingest: Ingest) -> Starlette:
         except WebhookRejected as exc:
             bound.warning("webhook rejected", status=exc.status, reason=exc.reason)
             return _error(exc.status, exc.reason, exc.details)
+        except (ValueError, TypeError, KeyError, LookupError, RecursionError) as exc:
+            # A provider that did not foresee this input: still a 4xx with a reason, never a
+            # crash; logged as an error so that the provider gets fixed.
+            bound.error("provider could not read the webhook", error=type(exc).__name__)
+            return _error(400, f"malformed payload ({type(exc).__name__})")
         return await _enqueue(name, events, bound)
 
     async def _enqueue(name: str, events: list[CallEvent], bound: Any) -> Response:
         if not events:
             return JSONResponse({"accepted": [], "duplicates": [], "ignored": True}, 200)
         try:
-            # Claimed and published in a batch with concurrent requests, off the event loop;
-            # claims are released again when the publish fails (see acw_sync.enqueue).
+            # Claimed, journalled, published and confirmed in a batch with concurrent requests,
+            # off the event loop; on a failed publish the claims are released and the journal
+            # entries dropped (see acw_sync.enqueue).
             done = await enqueuer.enqueue(name, events)
         except Exception as exc:
             # Nothing is acknowledged unless it is on the queue: let the platform retry.
@@ -211,6 +268,14 @@ def create_app(ingest: Ingest) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own 404/405: JSON with a reason like every other rejection.
+        status = getattr(exc, "status_code", 400)
+        headers = dict(getattr(exc, "headers", None) or {})
+        response = _error(status, str(getattr(exc, "detail", "") or "bad request"))
+        response.headers.update(headers)
+        return response
+
     async def on_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", path=request.url.path)
         return _error(500, "internal error")
@@ -227,7 +292,7 @@ def create_app(ingest: Ingest) -> Starlette:
             Route("/openapi.json", openapi, methods=["GET"]),
             *ops_routes(ingest.store, ingest.config, ingest.broker_url),
         ],
-        exception_handlers={Exception: on_error},
+        exception_handlers={HTTPException: on_http_error, Exception: on_error},
     )
 
 

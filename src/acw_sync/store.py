@@ -18,6 +18,12 @@ Keys (``{p}`` is the prefix, ``acw`` by default):
 ``{p}:owners:{instance}:{email}``          cached agent -> CRM owner id (TTL)
 ``{p}:lock:{name}``                        short mutual-exclusion locks
 ``{p}:dlq`` / ``{p}:dlq:index``            dead letters (hash id -> JSON, zset by time)
+``{p}:inbox`` / ``{p}:inbox:index``       accepted events until a worker stored them (outbox)
+``{p}:parked`` / ``{p}:parked:data``       parked syncs (zset by due time; :mod:`.parking`)
+``{p}:paused:{instance}``                  an instance paused until a quota resets
+``{p}:indoubt:{instance}:{call_key}``      a write got no answer: syncs of the call wait
+``{p}:rate:{account}:{bucket}``            shared rate-limit buckets (:mod:`.ratelimit`)
+``{p}:circuit:{instance}``                 circuit breaker state (:mod:`.circuit`)
 =========================================  ======================================================
 """
 
@@ -39,6 +45,8 @@ __all__ = ["Ledger", "LockBusy", "StateStore"]
 
 DEDUPE_TTL = 3 * 24 * 3600
 """Platforms redeliver for hours to days (Aircall 12 h, Event Streams 4 h, Stripe-style 3 d)."""
+CLAIM_TTL = 600
+"""How long a provisional claim (accepted, not yet on the queue) lives."""
 CALL_TTL = 30 * 24 * 3600
 """How long a call's events are kept after its last event."""
 
@@ -110,25 +118,94 @@ class StateStore:
             return False
 
     # -- ingest dedupe ---------------------------------------------------------------------
-    def claim(self, provider: str, delivery_id: str, ttl: int = DEDUPE_TTL) -> bool:
-        """Claim a delivery id; False when it was accepted before."""
-        return bool(self.redis.set(self.k("dedupe", provider, delivery_id), "1", nx=True, ex=ttl))
+    def claim(self, provider: str, delivery_id: str, ttl: int = CLAIM_TTL) -> bool:
+        """Claim a delivery id; False when it was accepted before.
+
+        A claim is provisional (``0``) until :meth:`confirm` records that the event is on the
+        queue. A provisional claim left by a request that failed half-way (Redis or the broker
+        went away between the claim and the publish) does not turn the platform's retry into a
+        "duplicate": it is claimed again. Two concurrent deliveries may then both publish,
+        which ``process_event`` absorbs (events are stored by id).
+        """
+        key = self.k("dedupe", provider, delivery_id)
+        if self.redis.set(key, "0", nx=True, ex=ttl):
+            return True
+        return self.redis.get(key) == "0"
+
+    def confirm(self, provider: str, *delivery_ids: str, ttl: int = DEDUPE_TTL) -> None:
+        """The events of these deliveries are on the queue: later deliveries are duplicates."""
+        if delivery_ids:
+            pipe = self.redis.pipeline()
+            for d in delivery_ids:
+                pipe.set(self.k("dedupe", provider, d), "1", ex=ttl)
+            pipe.execute()
+
+    # -- the inbox: accepted events until a worker has stored them ---------------------------
+    def inbox_add(self, events: list[CallEvent]) -> None:
+        """Journal accepted events before they are published (see :meth:`inbox_stale`)."""
+        if not events:
+            return
+        now = time.time()
+        pipe = self.redis.pipeline()
+        for event in events:
+            pipe.hset(self.k("inbox"), event.event_id, event.model_dump_json())
+            pipe.zadd(self.k("inbox", "index"), {event.event_id: now})
+        pipe.execute()
+
+    def inbox_done(self, event_id: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hdel(self.k("inbox"), event_id)
+        pipe.zrem(self.k("inbox", "index"), event_id)
+        pipe.execute()
+
+    def inbox_stale(self, older_than: float, limit: int = 500) -> list[CallEvent]:
+        """Accepted events no worker has stored after ``older_than`` seconds: their broker
+        message was lost (a Redis crash, a connection reset mid-delivery). Each one returned
+        is re-timed, so it comes back once per ``older_than``."""
+        now = time.time()
+        ids = cast(
+            list[str],
+            self.redis.zrangebyscore(self.k("inbox", "index"), "-inf", now - older_than, 0, limit),
+        )
+        if not ids:
+            return []
+        raw = cast(list[str | None], self.redis.hmget(self.k("inbox"), ids))
+        pipe = self.redis.pipeline()
+        found = []
+        for event_id, data in zip(ids, raw, strict=True):
+            if data is None:
+                pipe.zrem(self.k("inbox", "index"), event_id)
+                continue
+            found.append(CallEvent.model_validate_json(data))
+            pipe.zadd(self.k("inbox", "index"), {event_id: now})
+        pipe.execute()
+        return found
 
     def release(self, provider: str, *delivery_ids: str) -> None:
         if delivery_ids:
             self.redis.delete(*(self.k("dedupe", provider, d) for d in delivery_ids))
 
-    def claim_many(self, keys: list[tuple[str, str]], ttl: int = DEDUPE_TTL) -> list[bool]:
-        """Claim many ``(provider, delivery id)`` pairs in one round trip; True where new.
+    def claim_many(self, keys: list[tuple[str, str]], ttl: int = CLAIM_TTL) -> list[bool]:
+        """:meth:`claim` for many ``(provider, delivery id)`` pairs in one round trip.
 
-        A pair listed twice is claimed by its first occurrence only.
+        Provisional claims as :meth:`claim` makes them; a pair listed twice is claimed by its
+        first occurrence only.
         """
         if not keys:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for provider, delivery_id in keys:
-            pipe.set(self.k("dedupe", provider, delivery_id), "1", nx=True, ex=ttl)
-        return [bool(r) for r in pipe.execute()]
+            key = self.k("dedupe", provider, delivery_id)
+            pipe.set(key, "0", nx=True, ex=ttl)
+            pipe.get(key)
+        answers = pipe.execute()
+        seen: set[tuple[str, str]] = set()
+        claimed = []
+        for n, pair in enumerate(keys):
+            new, value = answers[2 * n], answers[2 * n + 1]
+            claimed.append(pair not in seen and (bool(new) or value == "0"))
+            seen.add(pair)
+        return claimed
 
     def release_many(self, keys: list[tuple[str, str]]) -> None:
         if keys:
@@ -186,9 +263,25 @@ class StateStore:
         return cast(list[str], self.redis.zrevrange(self.k("calls"), 0, limit - 1))
 
     # -- sync coalescing --------------------------------------------------------------------
-    def mark_pending(self, instance: str, call_key: str, ttl: int = 3600) -> bool:
-        """True when no sync is queued yet for this call and instance (the caller enqueues)."""
-        return bool(self.redis.set(self.k("pending", instance, call_key), "1", nx=True, ex=ttl))
+    def mark_pending(
+        self, instance: str, call_key: str, ttl: int = 3600, *, force: bool = False
+    ) -> bool:
+        """True when no sync is queued yet for this call and instance (the caller enqueues).
+
+        The value is the time it was set, so the reconciler can tell a stuck flag (its message
+        lost) from a sync that is simply queued. ``force`` sets it whatever was there.
+        """
+        key = self.k("pending", instance, call_key)
+        return bool(self.redis.set(key, repr(time.time()), nx=not force, ex=ttl))
+
+    def pending_since(self, instance: str, call_key: str) -> float | None:
+        raw = self.redis.get(self.k("pending", instance, call_key))
+        if raw is None:
+            return None
+        try:
+            return float(cast(str, raw))
+        except ValueError:
+            return 0.0
 
     def clear_pending(self, instance: str, call_key: str) -> None:
         self.redis.delete(self.k("pending", instance, call_key))
@@ -292,6 +385,10 @@ class StateStore:
             return []
         raw = cast(list[str | None], self.redis.hmget(self.k("dlq"), ids))
         return [json.loads(r) for r in raw if r]
+
+    def get_dead_letter(self, entry_id: str) -> dict[str, Any] | None:
+        raw = self.redis.hget(self.k("dlq"), entry_id)
+        return cast(dict[str, Any], json.loads(cast(str, raw))) if raw else None
 
     def remove_dead_letter(self, entry_id: str) -> bool:
         pipe = self.redis.pipeline()

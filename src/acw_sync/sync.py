@@ -33,6 +33,7 @@ import structlog
 from acw_sync.config import AppConfig, ConnectorInstance
 from acw_sync.connector import Connector, load_connector_class
 from acw_sync.errors import ConfigError
+from acw_sync.guard import Guard, guard_connector
 from acw_sync.merge import merge_events
 from acw_sync.metrics import instrument_connector
 from acw_sync.model import Analysis, CallRecord, CustomerRef
@@ -97,8 +98,13 @@ def sync_call(
     call_key: str,
     *,
     analyze: Analyze | None = None,
+    guard: Guard | None = None,
 ) -> SyncResult:
-    """Bring the CRM of ``instance`` up to date with the call ``call_key``."""
+    """Bring the CRM of ``instance`` up to date with the call ``call_key``.
+
+    Every CRM request goes through ``guard`` (pause, circuit breaker, shared rate limit,
+    in-process retries of connection blips; :mod:`acw_sync.guard`).
+    """
     events = store.events(call_key)
     if not events:
         return SyncResult("unknown_call")
@@ -106,7 +112,7 @@ def sync_call(
     if not record.ended:
         return SyncResult("not_ended")
     spec = pool.instance(instance)
-    connector = pool.get(instance)
+    connector = guard_connector(pool.get(instance), spec, guard or Guard(store))
     version = record_version(record)
     ledger = store.ledger(instance, call_key)
     if ledger.version == version and ledger.activity is not None:

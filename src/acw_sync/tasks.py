@@ -2,8 +2,15 @@
 
 ``process_event`` merges one event into its call; once the call has ended it enqueues one
 ``sync_call`` per routed connector instance, so one CRM's failure never blocks another.
-``sync_call`` runs :func:`acw_sync.sync.sync_call` and turns connector errors into retries with
-capped, fully jittered exponential backoff, or into dead letters.
+``sync_call`` runs :func:`acw_sync.sync.sync_call` behind the guard (:mod:`acw_sync.guard`:
+pause, circuit breaker, shared rate limit, in-process retries of connection blips) and decides
+what a failure means:
+
+* transient: a Celery retry with capped, fully jittered exponential backoff, never shorter
+  than the CRM's ``Retry-After``;
+* a wait longer than the countdown cap, a paused instance or an open circuit: parked in Redis
+  (:mod:`acw_sync.parking`), re-enqueued by the scheduler thread of the workers when due;
+* permanent, credentials, or attempts/age spent: the dead-letter store.
 
 Delivery is at-least-once: both tasks are idempotent (events are stored by id, CRM writes go
 through the ledger and the connectors' reconciliation by key).
@@ -16,35 +23,59 @@ import random
 import time
 from typing import Any
 
+import kombu.exceptions
+import redis
 import structlog
 from celery import Celery, Task
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.exceptions import Reject
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from acw_sync import batch
+from acw_sync.circuit import CircuitSettings
 from acw_sync.embedded import broker_url
 from acw_sync.errors import (
     AuthExpired,
     ConnectorError,
     CredentialsInvalid,
     PermanentError,
+    QuotaExhausted,
     RetryableError,
 )
+from acw_sync.guard import Deferred, Guard, in_doubt
 from acw_sync.merge import merge_events
 from acw_sync.model import CallEvent
+from acw_sync.parking import Scheduler
 from acw_sync.runtime import get_runtime, reset_runtime
-from acw_sync.store import LockBusy
+from acw_sync.store import LockBusy, StateStore
 from acw_sync.sync import sync_call as run_sync
 
-__all__ = ["app", "backoff_delay", "process_event", "sync_batch", "sync_call"]
+__all__ = ["app", "backoff_delay", "enqueue_sync", "process_event", "sync_batch", "sync_call"]
 
 log = structlog.get_logger("acw_sync.worker")
 
 #: Longest countdown a retry may use. Celery on Redis redelivers any message held longer than
 #: the visibility timeout (and then runs it twice), so countdowns stay far below it.
 MAX_COUNTDOWN = 300.0
+#: Deferrals this short (a rate-limit window, a circuit about to half-open) are Celery
+#: countdowns; longer ones are parked in Redis and re-enqueued by the scheduler.
+DEFER_INLINE = 10.0
+#: Least wait before retrying a write that got no answer (timeout, reset): a request the CRM is
+#: still processing must land before the retry searches for it by key.
+IN_DOUBT_DELAY = float(os.environ.get("ACW_IN_DOUBT_DELAY", "30"))
 #: Seconds of the first retry; doubles each attempt (full jitter: uniform in [0, delay]).
-BACKOFF_BASE = 2.0
-VISIBILITY_TIMEOUT = 3600
+BACKOFF_BASE = float(os.environ.get("ACW_BACKOFF_BASE", "2.0"))
+#: How long one sync may hold its call's lock. A worker killed mid-sync leaves the lock until
+#: it expires, so the redelivered task waits that long; a sync running longer than this could
+#: overlap with the next one (still idempotent, but twice the CRM requests).
+SYNC_LOCK_TTL = float(os.environ.get("ACW_SYNC_LOCK_TTL", "120"))
+#: Broker redelivery of unacked messages (a worker lost with its tasks). Countdowns must stay
+#: far below it; tests lower it (``ACW_VISIBILITY_TIMEOUT``) to see redelivery in seconds.
+VISIBILITY_TIMEOUT = int(os.environ.get("ACW_VISIBILITY_TIMEOUT", "3600"))
 
 app = Celery("acw_sync")
 app.conf.update(
@@ -116,7 +147,48 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     return min(delay, MAX_COUNTDOWN)
 
 
-@app.task(name="acw.process_event", bind=True, max_retries=None)
+#: Failures of our own infrastructure (the state Redis, the broker), not of a CRM.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.RedisError,
+    kombu.exceptions.OperationalError,
+    ConnectionError,
+)
+
+
+class StateTask(Task):  # type: ignore[misc]
+    """A task that never lets an infrastructure failure ack its message.
+
+    Celery acknowledges a message whose task raised; if Redis went away mid-task, that would
+    drop the event or the sync. Instead the task waits (bounded) for Redis to answer again and
+    rejects the message with requeue; if even that cannot reach the broker, the message stays
+    unacknowledged and the broker redelivers it after the visibility timeout.
+    """
+
+    #: Seconds to wait for the state Redis before giving the message back.
+    infrastructure_wait = 30.0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except INFRASTRUCTURE_ERRORS as exc:
+            log.warning(
+                "infrastructure unavailable: message given back",
+                task=self.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            _wait_for_state(self.infrastructure_wait)
+            raise Reject(f"infrastructure unavailable: {type(exc).__name__}", requeue=True) from exc
+
+
+def _wait_for_state(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if get_runtime().store.ping():
+            return
+        time.sleep(0.5)
+
+
+@app.task(name="acw.process_event", bind=True, max_retries=None, base=StateTask)
 def process_event(self: Task, event: dict[str, Any]) -> str:
     """Merge one event into its call; enqueue the syncs once the call has ended."""
     runtime = get_runtime()
@@ -132,58 +204,101 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
         event_type=parsed.type.value,
     )
     bound.info("event merged", duplicate=not added, ended=record.ended)
+    # Stored: from here on the reconciler covers the call, the inbox entry is no longer needed.
+    store.inbox_done(parsed.event_id)
     if not record.ended:
         return "merged"
     team = record.agent.team if record.agent else None
+    # A redelivered message may come from a worker killed between setting the pending flag and
+    # enqueueing the sync: enqueue regardless (a second sync of the same call writes nothing).
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     for instance in runtime.config.routes_for(
         record.provider, record.provider_account, record.line_number, team
     ):
         window = batch.batch_window(runtime.pool, instance)
         if window > 0:  # batched: one sync_batch per window collects this call with others
-            if batch.queue_call(store, instance, record.key, window):
+            if batch.queue_call(store, instance, record.key, window) or redelivered:
                 sync_batch.apply_async(args=[instance], countdown=window)
             bound.info("sync batched", connector=instance)
             continue
-        if store.mark_pending(instance, record.key):
+        if store.mark_pending(instance, record.key) or redelivered:
             sync_call.apply_async(args=[instance, record.key], kwargs={"first_seen": time.time()})
             bound.info("sync queued", connector=instance)
     return "queued"
 
 
-@app.task(name="acw.sync_call", bind=True, max_retries=None)
-def sync_call(self: Task, instance: str, call_key: str, first_seen: float | None = None) -> str:
-    """Sync one call to one connector instance, retrying transient failures."""
+@app.task(name="acw.sync_call", bind=True, max_retries=None, base=StateTask)
+def sync_call(
+    self: Task,
+    instance: str,
+    call_key: str,
+    first_seen: float | None = None,
+    attempt: int | None = None,
+) -> str:
+    """Sync one call to one connector instance, retrying, parking or dead-lettering failures."""
     runtime = get_runtime()
     store = runtime.store
-    attempt = int(self.request.retries or 0)
+    first_seen = first_seen or time.time()
+    # ``attempt`` counts real failures only: deferrals (pause, open circuit, throttling) and
+    # lock contention are not attempts, so they are carried explicitly, not as Celery retries.
+    attempt = int(attempt if attempt is not None else (self.request.retries or 0))
     bound = log.bind(call_key=call_key, connector=instance, attempt=attempt + 1)
     store.clear_pending(instance, call_key)
+    guard = _guard(store)
+    now = time.time()
+    paused = guard.parking.paused_until(instance)
+    if paused is not None:
+        return _park(guard, instance, call_key, paused, first_seen, attempt, "paused", bound)
+    retry_at = guard.circuit.blocked_until(instance, _circuit_settings(runtime.pool, instance))
+    if retry_at is not None:
+        return _park(guard, instance, call_key, retry_at, first_seen, attempt, "circuit", bound)
+    kwargs: dict[str, Any] = {"first_seen": first_seen, "attempt": attempt}
+    doubt_key = store.k("indoubt", instance, call_key)
+    doubt_ms = int(store.redis.pttl(doubt_key))
+    if doubt_ms > 0:
+        # A write of this call got no answer moments ago, in this chain of retries or another
+        # (a redelivery, the reconciler): let it land before anyone searches for it by key.
+        raise self.retry(countdown=doubt_ms / 1000 + random.random(), kwargs=kwargs)
     try:
-        with store.lock(f"sync:{instance}:{call_key}", ttl=120):
-            result = run_sync(store, runtime.pool, instance, call_key)
+        with store.lock(f"sync:{instance}:{call_key}", ttl=SYNC_LOCK_TTL):
+            result = run_sync(store, runtime.pool, instance, call_key, guard=guard)
     except LockBusy:
         # Another worker is syncing this call; run again after it, with the newest data.
-        raise self.retry(countdown=1.0 + random.random(), max_retries=None) from None
+        raise self.retry(countdown=1.0 + random.random(), kwargs=kwargs) from None
+    except Deferred as exc:
+        due = now + (exc.retry_after or 0.0)
+        if (exc.retry_after or 0.0) <= DEFER_INLINE:
+            raise self.retry(
+                countdown=(exc.retry_after or 0.0) + random.random(), kwargs=kwargs
+            ) from None
+        return _park(guard, instance, call_key, due, first_seen, attempt, exc.why, bound)
     except ConnectorError as exc:
         spec = runtime.pool.instance(instance)
-        age = time.time() - (first_seen or time.time())
+        age = time.time() - first_seen
         permanent = isinstance(exc, PermanentError | CredentialsInvalid)
         if isinstance(exc, AuthExpired) and attempt >= 1:
             permanent = True
-        exhausted = attempt + 1 >= spec.max_attempts or age > spec.max_age
+        quota = isinstance(exc, QuotaExhausted)  # the instance is paused: not this call's fault
+        exhausted = (attempt + 1 >= spec.max_attempts and not quota) or age > spec.max_age
         if permanent or exhausted:
-            _dead_letter(instance, call_key, exc, attempt + 1)
-            bound.error(
-                "sync failed: dead-lettered",
-                reason=exc.reason,
-                error=str(exc),
-                crm_message=exc.crm_message,
-            )
+            _dead_letter(instance, call_key, exc, attempt + 1, first_seen)
             return "dead"
         retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
+        if in_doubt(exc):  # the write may still land: give it time before reconciling
+            retry_after = max(retry_after or 0.0, IN_DOUBT_DELAY)
+            store.redis.set(doubt_key, "1", px=int(IN_DOUBT_DELAY * 1000))
         delay = backoff_delay(attempt, retry_after)
+        kwargs["attempt"] = attempt if quota else attempt + 1
+        if retry_after is not None and retry_after > MAX_COUNTDOWN:
+            bound.warning(
+                "sync failed: parked", reason=exc.reason, error=str(exc), wait=retry_after
+            )
+            return _park(
+                guard, instance, call_key, now + retry_after, first_seen,
+                kwargs["attempt"], exc.reason, bound,
+            )  # fmt: skip
         bound.warning("sync failed: will retry", reason=exc.reason, error=str(exc), delay=delay)
-        raise self.retry(countdown=delay, max_retries=None) from None
+        raise self.retry(countdown=delay, kwargs=kwargs) from None
     bound.info(
         "sync finished",
         outcome=result.status,
@@ -231,23 +346,135 @@ def sync_batch(self: Task, instance: str, attempt: int = 0, scheduled: bool = Tr
     return f"synced {len(outcome.synced)}, alone {len(single)}"
 
 
-def _dead_letter(instance: str, call_key: str, exc: ConnectorError, attempts: int) -> None:
+def _circuit_settings(pool: Any, instance: str) -> CircuitSettings:
+    return CircuitSettings(**pool.instance(instance).circuit.model_dump())
+
+
+_guards: dict[int, Guard] = {}
+
+
+def _guard(store: StateStore) -> Guard:
+    """One guard per state store (its Lua scripts registered once)."""
+    guard = _guards.get(id(store))
+    if guard is None or guard.store is not store:
+        _guards.clear()
+        guard = _guards[id(store)] = Guard(store)
+    return guard
+
+
+def _park(  # noqa: PLR0917
+    guard: Guard,
+    instance: str,
+    call_key: str,
+    due: float,
+    first_seen: float,
+    attempt: int,
+    reason: str,
+    bound: Any,
+) -> str:
+    # A little jitter: work parked behind one circuit does not all come back at one instant.
+    due += random.uniform(0, 1.0)
+    guard.parking.park(
+        instance, call_key, due, first_seen=first_seen, attempt=attempt, reason=reason
+    )
+    bound.info("sync parked", reason=reason, due_in=round(due - time.time(), 1))
+    return "parked"
+
+
+def republish_event(event: CallEvent) -> None:
+    """Publish an accepted event again (its first message was lost; see the inbox)."""
+    process_event.apply_async(args=[event.model_dump(mode="json")])
+
+
+def enqueue_sync(instance: str, call_key: str, first_seen: float, attempt: int) -> None:
+    """Put one ``sync_call`` on the queue (the scheduler, the reconciler, ``dlq replay``)."""
+    sync_call.apply_async(
+        args=[instance, call_key], kwargs={"first_seen": first_seen, "attempt": attempt}
+    )
+
+
+def _dead_letter(
+    instance: str, call_key: str, exc: ConnectorError, attempts: int, first_seen: float
+) -> None:
     store = get_runtime().store
     entry_id = f"{instance}|{call_key}"
-    previous = {e["id"]: e for e in store.dead_letters()}.get(entry_id)
+    previous = store.get_dead_letter(entry_id)
     now = time.time()
+    record = store.record(call_key)
     store.dead_letter(
         {
             "id": entry_id,
             "connector": instance,
             "call_key": call_key,
+            "provider": record.provider if record else call_key.partition(":")[0],
             "reason": exc.reason,
             "attempts": attempts,
             "first_error": previous["first_error"] if previous else str(exc),
             "last_error": str(exc),
             "crm_message": exc.crm_message,
+            "status": exc.status,
+            "first_seen": first_seen,
             "first_failed_at": previous["first_failed_at"] if previous else now,
             "last_failed_at": now,
         }
     )
     store.ledger_set(instance, call_key, state="dead", error=str(exc))
+    fields = {
+        "call_key": call_key,
+        "connector": instance,
+        "reason": exc.reason,
+        "attempts": attempts,
+        "error": str(exc),
+        "crm_message": exc.crm_message,
+    }
+    if isinstance(exc, CredentialsInvalid):
+        # Nothing for this instance will sync until an admin fixes its credentials: say so loudly.
+        log.critical(
+            "ALERT: CRM credentials rejected; fix them, then `acw-sync dlq replay --reason "
+            "credentials`",
+            alert="credentials",
+            **fields,
+        )
+    else:
+        log.error("sync failed: dead-lettered", **fields)
+
+
+# -- the scheduler thread of the worker's main process ------------------------------------
+_scheduler: Scheduler | None = None
+
+
+@worker_ready.connect
+def _start_scheduler(**_: Any) -> None:
+    global _scheduler
+    if os.environ.get("ACW_SCHEDULER", "1") == "0":
+        return
+    from acw_sync.config import load_config
+    from acw_sync.runtime import state_url
+
+    store = StateStore.from_url(state_url())
+    _warn_unless_durable(store)
+    _scheduler = Scheduler(store, load_config(), enqueue_sync, republish=republish_event)
+    _scheduler.start()
+    log.info("scheduler started", interval=_scheduler.interval)
+
+
+def _warn_unless_durable(store: StateStore) -> None:
+    """Dead letters, parked work and queued tasks need AOF and no eviction: say so if not."""
+    try:
+        aof = store.redis.config_get("appendonly").get("appendonly")
+        policy = store.redis.config_get("maxmemory-policy").get("maxmemory-policy")
+    except Exception:  # managed Redis often forbids CONFIG: nothing to check
+        return
+    if aof != "yes" or policy != "noeviction":
+        log.warning(
+            "Redis is not durable: set appendonly yes, appendfsync everysec and "
+            "maxmemory-policy noeviction, or a restart loses queued work and dead letters",
+            appendonly=aof,
+            maxmemory_policy=policy,
+        )
+
+
+@worker_shutdown.connect
+def _stop_scheduler(**_: Any) -> None:
+    if _scheduler is not None:
+        _scheduler.stop()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import signal
 import sqlite3
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -50,6 +54,7 @@ class SandboxConnector(Connector):
             fault = self.store.take_fault()
         except sqlite3.OperationalError as exc:
             raise RetryableError(f"sandbox CRM unavailable: {exc}") from None
+        self._chaos_before()
         if fault is not None:
             kind, retry_after = fault
             if kind == "rate_limit":
@@ -70,6 +75,38 @@ class SandboxConnector(Connector):
             given = self.settings.api_token.get_secret_value() if self.settings.api_token else ""
             if given != required:
                 raise CredentialsInvalid("sandbox CRM refused the API token", status=401)
+
+    def _chaos_before(self) -> None:
+        """Random failures before the request reaches the CRM (see ``SandboxStore.set_chaos``)."""
+        try:
+            chaos = self.store.chaos()
+        except sqlite3.OperationalError as exc:
+            raise RetryableError(f"sandbox CRM unavailable: {exc}") from None
+        if not chaos:
+            return
+        if chaos.get("latency"):
+            time.sleep(float(chaos["latency"]))
+        if float(chaos.get("down_until") or 0) > time.time():
+            raise RetryableError("sandbox CRM down for maintenance (503)", status=503)
+        if random.random() >= float(chaos.get("rate") or 0):
+            return
+        weights = dict(chaos.get("weights") or {"unavailable": 1, "rate_limit": 1, "timeout": 1})
+        kind = random.choices(list(weights), weights=list(weights.values()))[0]
+        if kind == "rate_limit":
+            retry_after = float(chaos.get("retry_after", 1.0))
+            raise RateLimited("sandbox CRM rate limit (429)", retry_after=retry_after, status=429)
+        if kind == "timeout":
+            time.sleep(float(chaos.get("timeout", 0.2)))
+            raise RetryableError("sandbox CRM request timed out")
+        raise RetryableError("sandbox CRM unavailable (503)", status=503)
+
+    def _chaos_after_write(self) -> None:
+        """Failures after a write committed: the instant between the CRM write and the ledger."""
+        chaos = self.store.chaos()
+        if random.random() < float(chaos.get("crash_after_write") or 0):
+            os.kill(os.getpid(), signal.SIGKILL)  # a worker dying right after the CRM wrote
+        if random.random() < float(chaos.get("lost_response") or 0):
+            raise RetryableError("sandbox CRM response lost after the write (timeout)")
 
     def _url(self, kind: str, object_id: int | str) -> str:
         return f"{self.settings.base_url}/{kind}/{object_id}"
@@ -113,6 +150,7 @@ class SandboxConnector(Connector):
             created_by_acw=True,
         )
         rows = self.store.query("SELECT * FROM customers WHERE id = ?", (customer_id,))
+        self._chaos_after_write()
         return self._customer(rows[0])
 
     def update_customer(self, customer: CustomerRef, fields: Mapping[str, Any]) -> None:
@@ -162,23 +200,23 @@ class SandboxConnector(Connector):
                     "updated_at = datetime('now'), updates = updates + 1 WHERE id = ?",
                     (*values, extra, customer_id, owner_id, found[0]),
                 )
-                return CrmObjectRef(
-                    object_type="activity",
-                    id=str(found[0]),
-                    url=self._url("activities", found[0]),
-                    created=False,
+                activity_id, created = int(found[0]), False
+            else:
+                cols = ", ".join(ACTIVITY_COLUMNS)
+                marks = ", ".join("?" * len(ACTIVITY_COLUMNS))
+                cur = db.execute(
+                    f"INSERT INTO activities(key, customer_id, owner_id, {cols}, fields, "  # noqa: S608
+                    f"created_at, updated_at) VALUES (?, ?, ?, {marks}, ?, "
+                    "datetime('now'), datetime('now'))",
+                    (key, customer_id, owner_id, *values, extra),
                 )
-            cols = ", ".join(ACTIVITY_COLUMNS)
-            marks = ", ".join("?" * len(ACTIVITY_COLUMNS))
-            cur = db.execute(
-                f"INSERT INTO activities(key, customer_id, owner_id, {cols}, fields, "  # noqa: S608
-                f"created_at, updated_at) VALUES (?, ?, ?, {marks}, ?, "
-                "datetime('now'), datetime('now'))",
-                (key, customer_id, owner_id, *values, extra),
-            )
-            new_id = int(cur.lastrowid or 0)
+                activity_id, created = int(cur.lastrowid or 0), True
+        self._chaos_after_write()
         return CrmObjectRef(
-            object_type="activity", id=str(new_id), url=self._url("activities", new_id)
+            object_type="activity",
+            id=str(activity_id),
+            url=self._url("activities", activity_id),
+            created=created,
         )
 
     def create_task(
@@ -219,6 +257,7 @@ class SandboxConnector(Connector):
                 ),
             )
             new_id = int(cur.lastrowid or 0)
+        self._chaos_after_write()
         return CrmObjectRef(object_type="task", id=str(new_id), url=self._url("tasks", new_id))
 
     def check(self) -> list[Check]:

@@ -156,6 +156,26 @@ class SandboxStore:
                 (kind, times, retry_after),
             )
 
+    def set_chaos(self, **chaos: Any) -> None:
+        """Make the CRM misbehave at random until :meth:`clear_chaos` (fault-injection tests).
+
+        Keys (all optional): ``rate`` (fraction of requests that fail before reaching the
+        CRM), ``weights`` ({"unavailable", "rate_limit", "timeout": weight}), ``retry_after``
+        (seconds a 429 asks for), ``timeout`` (seconds a timed-out request hangs first),
+        ``lost_response`` (fraction of writes that commit but answer a timeout),
+        ``crash_after_write`` (fraction of writes after which the calling process is killed
+        with SIGKILL), ``latency`` (seconds added to every request), ``down_until`` (Unix
+        time until which every request fails with 503: maintenance).
+        """
+        self.set_setting("chaos", json.dumps(chaos))
+
+    def chaos(self) -> dict[str, Any]:
+        raw = self.setting("chaos")
+        return dict(json.loads(raw)) if raw else {}
+
+    def clear_chaos(self) -> None:
+        self.set_setting("chaos", None)
+
     def setting(self, name: str) -> str | None:
         rows = self.query("SELECT value FROM settings WHERE name = ?", (name,))
         return str(rows[0]["value"]) if rows else None

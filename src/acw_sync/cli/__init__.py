@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from acw_sync import __version__
-from acw_sync.cli import admin, demo, mapping, report, run, sandbox
+from acw_sync.cli import admin, demo, dlq, mapping, report, run, sandbox
 
 __all__ = ["main"]
 
@@ -31,5 +31,6 @@ for command in (
     *sandbox.COMMANDS,
     *demo.COMMANDS,
     *report.COMMANDS,
+    *dlq.COMMANDS,
 ):
     main.add_command(command)

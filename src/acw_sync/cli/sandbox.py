@@ -93,4 +93,42 @@ def fault(kind: str, times: int, retry_after: float, path: str | None) -> None:
     click.echo(f"the next {times} sandbox request(s) will fail with {kind}")
 
 
+@sandbox.command("chaos")
+@click.option("--rate", default=0.0, type=float, help="Fraction of requests that fail.")
+@click.option("--retry-after", default=1.0, show_default=True, type=float)
+@click.option("--down", default=0.0, type=float, help="Seconds the CRM answers 503 to all.")
+@click.option("--latency", default=0.0, type=float, help="Seconds added to every request.")
+@click.option("--lost-response", default=0.0, type=float, help="Writes that answer a timeout.")
+@click.option("--off", is_flag=True, help="Stop misbehaving.")
+@click.option("--path", type=click.Path(dir_okay=False))
+def chaos(
+    *,
+    rate: float,
+    retry_after: float,
+    down: float,
+    latency: float,
+    lost_response: float,
+    off: bool,
+    path: str | None,
+) -> None:
+    """Make the sandbox CRM fail at random (503, 429, timeouts) or go down for a while."""
+    import time
+
+    from acw_connector_sandbox import SandboxStore
+
+    store = SandboxStore(path or _default_path())
+    if off:
+        store.clear_chaos()
+        click.echo("the sandbox CRM behaves again")
+        return
+    store.set_chaos(
+        rate=rate,
+        retry_after=retry_after,
+        down_until=time.time() + down if down else 0,
+        latency=latency,
+        lost_response=lost_response,
+    )
+    click.echo(f"sandbox CRM chaos: {rate:.0%} failing, down {down:g} s, +{latency:g} s")
+
+
 COMMANDS = [sandbox]

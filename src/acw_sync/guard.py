@@ -1,0 +1,258 @@
+"""The guard around every connector request: pause, circuit, rate limit, quick retries.
+
+:func:`guard_connector` wraps a connector so that each CRM request of the sync path
+(``find_customers``, ``create_customer``, ``upsert_call``, ...) goes through, in order:
+
+1. the instance's pause (a spent daily quota) and circuit breaker: when either says wait, the
+   request is not sent and :class:`Deferred` tells the task until when (it parks the work);
+2. the shared rate limiter (:mod:`acw_sync.ratelimit`): short waits are slept here, long ones
+   become :class:`Deferred` too;
+3. the request, retried in-process with tenacity (full jitter, a few hundred milliseconds) when
+   it failed with a connection blip, so a dropped connection does not cost a task retry;
+4. the outcome, fed back: success closes the circuit, a transient failure counts against it,
+   a 429 halves the shared rate, a spent quota pauses the instance.
+
+Connectors stay ignorant of all of this; the Celery task decides what a raised error means.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import structlog
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from acw_sync.circuit import CircuitBreaker, CircuitSettings
+from acw_sync.config import ConnectorInstance
+from acw_sync.connector import Connector
+from acw_sync.errors import ConnectorError, QuotaExhausted, RateLimited, RetryableError
+from acw_sync.parking import Parking
+from acw_sync.ratelimit import KNOWN_LIMITS, Rate, RateLimiter
+from acw_sync.store import StateStore
+
+__all__ = [
+    "GUARDED_OPERATIONS",
+    "WRITE_OPERATIONS",
+    "Deferred",
+    "Guard",
+    "SharedRequestLimiter",
+    "guard_connector",
+    "in_doubt",
+    "rates_for",
+]
+
+log = structlog.get_logger("acw_sync.guard")
+
+GUARDED_OPERATIONS = frozenset(
+    {
+        "find_customers",
+        "create_customer",
+        "update_customer",
+        "find_owner",
+        "upsert_call",
+        "upsert_calls",
+        "create_task",
+    }
+)
+#: Longest rate-limit wait slept inside a task; longer waits give the worker slot back.
+MAX_INLINE_WAIT = 5.0
+#: Operations that write. A write that failed without an HTTP status (a timeout, a reset
+#: connection) is *in doubt*: the CRM may still be processing it, and a retry that searched
+#: for it now would not find it and write it twice. Writes are never retried in-process; the
+#: task waits at least ``IN_DOUBT_DELAY`` before it retries and reconciles.
+WRITE_OPERATIONS = frozenset(
+    {"create_customer", "update_customer", "upsert_call", "upsert_calls", "create_task"}
+)
+
+T = TypeVar("T")
+
+
+class Deferred(RetryableError):
+    """Not sent: the instance is paused, its circuit is open or its rate is spent.
+
+    ``retry_after`` is when to try again. Deferrals do not count as attempts.
+    """
+
+    reason = "deferred"
+
+    def __init__(self, message: str, *, retry_after: float, why: str) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.why = why
+
+
+def _is_blip(exc: BaseException) -> bool:
+    """A failure worth an immediate in-process retry: transient, and the CRM set no wait."""
+    if not isinstance(exc, RetryableError) or isinstance(exc, RateLimited | Deferred):
+        return False
+    return exc.retry_after is None or exc.retry_after <= 1.0
+
+
+def in_doubt(exc: ConnectorError) -> bool:
+    """A write that failed with no answer from the CRM: it may still land."""
+    return (
+        isinstance(exc, RetryableError)
+        and not isinstance(exc, Deferred)
+        and exc.status is None
+        and exc.details.get("operation") in WRITE_OPERATIONS
+    )
+
+
+def rates_for(spec: ConnectorInstance, connector: Connector) -> dict[str, Rate]:
+    """The buckets of one instance: ``*`` for the account, others per operation or endpoint."""
+    settings = spec.rate_limit
+    if not settings.enabled:
+        return {}
+    declared = {k: Rate(*v) for k, v in type(connector).rate_limits.items()}
+    rates = declared or dict(KNOWN_LIMITS.get(spec.type, {}))
+    # A connector whose options state the account's tier (HubSpot: ``tier`` requests per 10 s,
+    # ``search_per_second``) knows its limits better than the table.
+    options = connector.config
+    tier = getattr(options, "tier", None)
+    if isinstance(tier, int) and "*" in rates:
+        rates["*"] = Rate(tier, 10.0)
+    search = getattr(options, "search_per_second", None)
+    if isinstance(search, int | float) and "search" in rates:
+        rates["search"] = Rate(max(1, int(search)), 1.0)
+    if settings.requests:
+        rates["*"] = Rate(settings.requests, settings.per)
+    for operation, rate in settings.operations.items():
+        rates[operation] = Rate(rate.requests, rate.per)
+    return rates
+
+
+class Guard:
+    """Pause, circuit, rate limit and quick retries for the connectors of one process."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.parking = Parking(store)
+        self.circuit = CircuitBreaker(store.redis, store.prefix)
+        self.limiter = RateLimiter(store.redis, store.prefix)
+
+    def call(
+        self,
+        connector: Connector,
+        spec: ConnectorInstance,
+        operation: str,
+        fn: Callable[..., T],
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        instance = connector.instance
+        circuit = CircuitSettings(**spec.circuit.model_dump())
+        paused = self.parking.paused_until(instance)
+        now = time.time()
+        if paused is not None:
+            raise Deferred(f"{instance} is paused (quota)", retry_after=paused - now, why="paused")
+        retry_at = self.circuit.allow(instance, circuit)
+        if retry_at is not None:
+            raise Deferred(
+                f"{instance}: circuit open", retry_after=max(0.0, retry_at - now), why="circuit"
+            )
+        account = spec.rate_limit.account or instance
+        rates = rates_for(spec, connector)
+        if not self._plug_request_limiter(connector, account, rates):
+            self._throttle(account, operation, rates)
+        quick = 0 if operation in WRITE_OPERATIONS else spec.quick_retries
+        retrying = Retrying(
+            stop=stop_after_attempt(quick + 1),
+            wait=wait_random_exponential(multiplier=0.1, max=1.0),
+            retry=retry_if_exception(_is_blip),
+            reraise=True,
+        )
+        try:
+            try:
+                result = retrying(fn, *args, **kwargs)
+            except ConnectorError as exc:
+                exc.details.setdefault("operation", operation)
+                raise
+        except Deferred:
+            raise  # throttled by our own limiter inside the connector: says nothing of the CRM
+        except RateLimited:
+            factor = self.limiter.penalize(account, "*")
+            log.warning("CRM rate limit hit: slowing down", connector=instance, factor=factor)
+            raise
+        except QuotaExhausted as exc:
+            until = time.time() + (exc.retry_after or 3600.0)
+            self.parking.pause(instance, until)
+            log.error("CRM quota exhausted: instance paused", connector=instance, until=until)
+            raise
+        except RetryableError:
+            if self.circuit.record_failure(instance, circuit) == "open":
+                log.error("circuit opened: CRM failing, work parks", connector=instance)
+            raise
+        except ConnectorError:
+            raise  # the CRM answered: permanent and credential errors say nothing of its health
+        if self.circuit.record_success(instance) != "closed":
+            log.info("circuit closed: CRM answering again", connector=instance)
+        return result
+
+    def _plug_request_limiter(
+        self, connector: Connector, account: str, rates: dict[str, Rate]
+    ) -> bool:
+        """Give a connector with a limiter seam (``use_rate_limiter``) the shared limiter, so
+        that every HTTP request, not every operation, is counted. True when it has one."""
+        plug = getattr(connector, "use_rate_limiter", None)
+        if plug is None:
+            return False
+        if getattr(connector, "_acw_shared_limiter", None) is not self:
+            plug(SharedRequestLimiter(self, account, rates))
+            connector._acw_shared_limiter = self  # type: ignore[attr-defined]
+        return True
+
+    def _throttle(self, account: str, operation: str, rates: dict[str, Rate]) -> None:
+        waited = 0.0
+        for bucket in ("*", operation):
+            rate = rates.get(bucket)
+            if rate is not None:
+                waited = self.take(account, bucket, rate, waited)
+
+    def take(self, account: str, bucket: str, rate: Rate, waited: float = 0.0) -> float:
+        """One request from a bucket, sleeping short waits; the seconds waited so far."""
+        while True:
+            wait = self.limiter.try_acquire(account, bucket, rate)
+            if wait <= 0:
+                return waited
+            if waited + wait > MAX_INLINE_WAIT:
+                raise Deferred(
+                    f"{account}: rate limit {rate} spent", retry_after=wait, why="throttled"
+                )
+            time.sleep(wait)
+            waited += wait
+
+
+class SharedRequestLimiter:
+    """The shared limiter behind a connector's own limiter seam: ``acquire(bucket)`` per HTTP
+    request. The connector's ``burst`` bucket is the account-wide ``*``."""
+
+    def __init__(self, guard: Guard, account: str, rates: dict[str, Rate]) -> None:
+        self.guard = guard
+        self.account = account
+        self.rates = rates
+
+    def acquire(self, bucket: str) -> None:
+        name = "*" if bucket == "burst" else bucket
+        rate = self.rates.get(name)
+        if rate is not None:
+            self.guard.take(self.account, name, rate)
+
+
+class _GuardedConnector:
+    def __init__(self, connector: Connector, spec: ConnectorInstance, guard: Guard) -> None:
+        self._connector = connector
+        self._spec = spec
+        self._guard = guard
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._connector, name)
+        if name in GUARDED_OPERATIONS and callable(attr):
+            return functools.partial(self._guard.call, self._connector, self._spec, name, attr)
+        return attr
+
+
+def guard_connector(connector: Connector, spec: ConnectorInstance, guard: Guard) -> Connector:
+    """``connector`` with every CRM request going through ``guard``."""
+    return cast(Connector, _GuardedConnector(connector, spec, guard))
