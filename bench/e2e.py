@@ -118,7 +118,8 @@ def config(crm: Crm) -> str:
 
     return (
         "providers:\n  generic:\n    secret: ${ACW_GENERIC_SECRET}\n"
-        f"connectors:\n  crm:\n    type: {crm.name}\n    options: {json.dumps(crm.options)}\n"
+        f"connectors:\n  crm:\n    type: {crm.name}\n    batch_window: 0.3\n"
+        f"    options: {json.dumps(crm.options)}\n"
     )
 
 

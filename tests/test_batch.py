@@ -44,6 +44,7 @@ def _ended(n: int, **data: Any) -> CallEvent:
 
 
 def _pool(emulator: HubSpotEmulator, **instance: Any) -> ConnectorPool:
+    instance.setdefault("batch_window", 0.3)
     emulator.add_private_app_token(TOKEN)
     config = AppConfig(
         providers={"generic": {"secret": "whsec_" + "a" * 32}},
