@@ -39,6 +39,21 @@ fmt: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## bench-ingest: signed webhooks/s and p50/p99 at 1-256 clients vs the same server's /healthz
+bench-ingest: $(STAMP)
+	$(BIN)/python -m bench.ingest
+
+## bench-e2e: calls through real workers to the HubSpot, Salesforce and sandbox CRMs
+bench-e2e: $(STAMP)
+	$(BIN)/python -m bench.e2e
+
+## bench-scaling: the end-to-end burst at 1, 2 and 4 worker processes
+bench-scaling: $(STAMP)
+	$(BIN)/python -m bench.scaling
+
+## bench: every benchmark (figures in bench/results/; not part of `make test`)
+bench: bench-ingest bench-e2e bench-scaling bench-analyzer
+
 clean:
 	rm -rf $(VENV) .acw-sync .pytest_cache .mypy_cache .ruff_cache
 

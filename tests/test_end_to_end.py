@@ -2,15 +2,21 @@
 
 A signed webhook goes in over HTTP; a sandbox CRM record comes out. The same webhook delivered
 three times gives one activity; a bad signature gives 401 and nothing is enqueued.
+
+Every test runs twice: with Redis as the Celery broker, and with RabbitMQ as the broker
+(``ACW_TEST_AMQP_URL``, default ``amqp://guest:guest@127.0.0.1:5672//``; skipped when it is not
+reachable) while the state (ledger, records, dedupe, dead letters) stays in Redis.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,8 +71,34 @@ def _wait(predicate: Any, timeout: float, what: str, stack: Stack | None = None)
     raise AssertionError(f"timed out waiting for {what}\n{logs}")
 
 
-@pytest.fixture(scope="module")
-def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+AMQP_URL = os.environ.get("ACW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def _amqp_reachable(url: str) -> str | None:
+    """None when a broker answers at ``url``, else why not."""
+    import kombu
+
+    try:
+        with kombu.Connection(url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def stack(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    broker = redis_url
+    # A queue of our own: other runs sharing the broker never take this run's messages.
+    extra = {"ACW_QUEUE": f"acw-test-{uuid.uuid4().hex[:8]}"}
+    if request.param == "rabbitmq":
+        why = _amqp_reachable(AMQP_URL)
+        if why is not None:
+            pytest.skip(f"RabbitMQ is not reachable at {AMQP_URL} ({why}); CI runs this variant")
+        broker = AMQP_URL
+        extra["ACW_REDIS_URL"] = redis_url  # the state stays in Redis
     root = tmp_path_factory.mktemp("e2e")
     db = root / "crm.db"
     (root / "acw-sync.yaml").write_text(CONFIG % {"db": db})
@@ -74,11 +106,12 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     client.flushdb()
     env = {
         **os.environ,
-        "ACW_BROKER_URL": redis_url,
+        "ACW_BROKER_URL": broker,
         "ACW_CONFIG": str(root / "acw-sync.yaml"),
         "ACW_DATA_DIR": str(root / "data"),
         "ACW_GENERIC_SECRET": SECRET,
         "ACW_LOG_FORMAT": "json",
+        **extra,
     }
     port = _free_port()
     procs = []
@@ -112,7 +145,16 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    if request.param == "rabbitmq":
+        _delete_queue(AMQP_URL, extra["ACW_QUEUE"])
     client.flushdb()
+
+
+def _delete_queue(url: str, name: str) -> None:
+    import kombu
+
+    with kombu.Connection(url, connect_timeout=2) as conn, contextlib.suppress(Exception):
+        conn.default_channel.queue_delete(name)  # raises when already gone
 
 
 def send(stack: Stack, body: bytes, msg_id: str, **kw: Any) -> requests.Response:

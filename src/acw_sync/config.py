@@ -161,6 +161,9 @@ class ConnectorInstance(_Strict):
     """In-process retries of a request that hit a connection blip, before the task retries."""
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+    batch_window: float = Field(default=0.0, ge=0, le=10)
+    """Seconds the syncs of this instance are collected into batch requests (connectors that
+    declare ``batch_size`` > 1), e.g. 0.3; 0 (the default) syncs each call on its own."""
 
 
 # -- routes ------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ __all__ = [
     "Check",
     "Connector",
     "ConnectorConfig",
+    "TaskWrite",
     "WritePreview",
     "available_connectors",
     "load_connector_class",
@@ -97,6 +98,20 @@ class CallWrite:
     owner_id: str | None = None
     existing: CrmObjectRef | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
+    fresh: bool = False
+    """No earlier attempt can have written this key (the core recorded none): the connector may
+    create without first searching the CRM for it (saves the reconciliation request)."""
+
+
+@dataclass(frozen=True)
+class TaskWrite:
+    """One follow-up task write of a batch: the arguments of :meth:`Connector.create_task`."""
+
+    task: FollowUp
+    customer: CustomerRef | None = None
+    owner_id: str | None = None
+    existing: CrmObjectRef | None = None
+    activity: CrmObjectRef | None = None
 
 
 class Connector(abc.ABC):
@@ -186,6 +201,40 @@ class Connector(abc.ABC):
     def find_owner(self, agent: Agent) -> str | None:
         """The CRM owner/user id of ``agent`` (usually by email), or None."""
         return None
+
+    def find_customers_many(
+        self, phones: Sequence[str], *, all_matches: bool = True
+    ) -> dict[str, list[CustomerRef]]:
+        """:meth:`find_customers` for many numbers: every number of ``phones`` is a key.
+
+        Connectors whose CRM can search several numbers in one request (an ``IN`` filter)
+        override this; the default searches one number at a time. With ``all_matches`` False
+        the caller uses only the best candidate, so a connector may stop searching further
+        object types for a number that already has one.
+        """
+        return {phone: self.find_customers(phone) for phone in dict.fromkeys(phones)}
+
+    def create_tasks(self, items: Sequence[TaskWrite]) -> list[CrmObjectRef | ConnectorError]:
+        """Create many follow-up tasks once each; one result per item, in order.
+
+        Same contract as :meth:`upsert_calls` (per-record errors in place, whole-request
+        failures may raise). This default creates them one at a time.
+        """
+        results: list[CrmObjectRef | ConnectorError] = []
+        for item in items:
+            try:
+                results.append(
+                    self.create_task(
+                        item.task,
+                        customer=item.customer,
+                        activity=item.activity,
+                        owner_id=item.owner_id,
+                        existing=item.existing,
+                    )
+                )
+            except ConnectorError as exc:
+                results.append(exc)
+        return results
 
     def upsert_calls(self, items: Sequence[CallWrite]) -> list[CrmObjectRef | ConnectorError]:
         """Write many call activities; one result per item, in order.

@@ -17,10 +17,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from acw_sync.config import AppConfig
+from acw_sync.enqueue import Enqueuer
 from acw_sync.errors import ConfigError, PayloadInvalid, PayloadTooLarge, WebhookRejected
 from acw_sync.model import CallEvent
 from acw_sync.openapi import openapi_document
@@ -45,11 +45,16 @@ __all__ = ["Ingest", "create_app"]
 log = structlog.get_logger("acw_sync.server")
 
 Publish = Callable[[CallEvent], None]
+PublishMany = Callable[[Sequence[CallEvent]], None]
 
 
 @dataclass
 class Ingest:
-    """What the server needs: providers by name, the state store and a publisher."""
+    """What the server needs: providers by name, the state store and a publisher.
+
+    ``publish_many`` (a batch; see :mod:`acw_sync.publish`) is used when given, else
+    ``publish`` one event at a time.
+    """
 
     config: AppConfig
     providers: dict[str, Provider]
@@ -58,6 +63,14 @@ class Ingest:
     broker_ping: Callable[[], bool]
     broker_url: str | None = None
     """For the ops routes' queue depths; None leaves them empty."""
+    publish_many: PublishMany | None = field(default=None, kw_only=True)
+
+    def publish_batch(self, events: Sequence[CallEvent]) -> None:
+        if self.publish_many is not None:
+            self.publish_many(events)
+            return
+        for event in events:
+            self.publish(event)
 
     @classmethod
     def from_config(
@@ -66,6 +79,8 @@ class Ingest:
         store: StateStore,
         publish: Publish,
         broker_ping: Callable[[], bool],
+        *,
+        publish_many: PublishMany | None = None,
     ) -> Ingest:
         installed = available_providers()
         providers: dict[str, Provider] = {}
@@ -83,7 +98,7 @@ class Ingest:
                 problems.append(f"providers.{name}: {exc}")
         if problems:
             raise ConfigError(problems, file=config.source)
-        return cls(config, providers, store, publish, broker_ping)
+        return cls(config, providers, store, publish, broker_ping, publish_many=publish_many)
 
 
 def _error(status: int, reason: str, details: Any = None) -> JSONResponse:
@@ -168,6 +183,7 @@ def _public_url(request: Request, base: str | None) -> str:
 def create_app(ingest: Ingest) -> Starlette:
     limit = ingest.config.server.max_body_bytes
     base_url = ingest.config.server.public_base_url
+    enqueuer = Enqueuer(ingest.store, ingest.publish_batch)
 
     async def webhook(request: Request) -> Response:
         name = request.path_params["provider"]
@@ -211,35 +227,16 @@ def create_app(ingest: Ingest) -> Starlette:
     async def _enqueue(name: str, events: list[CallEvent], bound: Any) -> Response:
         if not events:
             return JSONResponse({"accepted": [], "duplicates": [], "ignored": True}, 200)
-        store = ingest.store
-        accepted: list[CallEvent] = []
-        duplicates: list[str] = []
         try:
-            for event in events:
-                claimed = await anyio.to_thread.run_sync(store.claim, name, event.event_id)
-                (accepted.append(event) if claimed else duplicates.append(event.event_id))
-            # Journal first: a broker message lost after the 202 is published again.
-            await anyio.to_thread.run_sync(store.inbox_add, accepted)
-            for event in accepted:
-                await anyio.to_thread.run_sync(ingest.publish, event)
+            # Claimed, journalled, published and confirmed in a batch with concurrent requests,
+            # off the event loop; on a failed publish the claims are released and the journal
+            # entries dropped (see acw_sync.enqueue).
+            done = await enqueuer.enqueue(name, events)
         except Exception as exc:
             # Nothing is acknowledged unless it is on the queue: let the platform retry.
-            with contextlib.suppress(Exception):  # Redis itself is down: the claims expire
-                await anyio.to_thread.run_sync(
-                    lambda: store.release(name, *(e.event_id for e in accepted))
-                )
-                for event in accepted:  # refused: the platform retries, not our inbox
-                    await anyio.to_thread.run_sync(store.inbox_done, event.event_id)
             bound.error("broker unavailable", error=type(exc).__name__)
             return _error(503, "queue unavailable, retry later")
-        try:
-            await anyio.to_thread.run_sync(
-                lambda: store.confirm(name, *(e.event_id for e in accepted))
-            )
-        except Exception as exc:
-            # The events are on the queue: accept. The provisional claims expire; a redelivery
-            # until then is published again and absorbed by process_event.
-            bound.warning("could not confirm the delivery claims", error=type(exc).__name__)
+        accepted, duplicates = done.accepted, done.duplicates
         for event in accepted:
             bound.info(
                 "webhook accepted",
@@ -301,6 +298,7 @@ def create_app(ingest: Ingest) -> Starlette:
 
 def build_app() -> Starlette:
     """The production app: config, state store and the Celery publisher of this process."""
+    from acw_sync.publish import publisher_for
     from acw_sync.runtime import get_runtime
     from acw_sync.tasks import app as celery_app
     from acw_sync.tasks import configure_broker, process_event
@@ -319,6 +317,12 @@ def build_app() -> Starlette:
         except Exception:
             return False
 
-    ingest = Ingest.from_config(runtime.config, runtime.store, publish, broker_ping)
+    ingest = Ingest.from_config(
+        runtime.config,
+        runtime.store,
+        publish,
+        broker_ping,
+        publish_many=publisher_for(broker, celery_app.conf.task_default_queue),
+    )
     ingest.broker_url = broker
     return create_app(ingest)

@@ -83,6 +83,8 @@ class Ledger:
     """synced | unresolved | skipped | dead"""
     synced_at: float | None = None
     error: str | None = None
+    attempted: bool = False
+    """A CRM write of the activity was attempted (its answer may have been lost)."""
 
 
 class StateStore:
@@ -183,6 +185,32 @@ class StateStore:
         if delivery_ids:
             self.redis.delete(*(self.k("dedupe", provider, d) for d in delivery_ids))
 
+    def claim_many(self, keys: list[tuple[str, str]], ttl: int = CLAIM_TTL) -> list[bool]:
+        """:meth:`claim` for many ``(provider, delivery id)`` pairs in one round trip.
+
+        Provisional claims as :meth:`claim` makes them; a pair listed twice is claimed by its
+        first occurrence only.
+        """
+        if not keys:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for provider, delivery_id in keys:
+            key = self.k("dedupe", provider, delivery_id)
+            pipe.set(key, "0", nx=True, ex=ttl)
+            pipe.get(key)
+        answers = pipe.execute()
+        seen: set[tuple[str, str]] = set()
+        claimed = []
+        for n, pair in enumerate(keys):
+            new, value = answers[2 * n], answers[2 * n + 1]
+            claimed.append(pair not in seen and (bool(new) or value == "0"))
+            seen.add(pair)
+        return claimed
+
+    def release_many(self, keys: list[tuple[str, str]]) -> None:
+        if keys:
+            self.redis.delete(*(self.k("dedupe", p, d) for p, d in keys))
+
     # -- events and records ----------------------------------------------------------------
     def add_event(self, event: CallEvent) -> bool:
         """Store an event of a call; False when it was stored before (a redelivery)."""
@@ -193,6 +221,16 @@ class StateStore:
         added, _ = pipe.execute()
         return bool(added)
 
+    def add_event_and_events(self, event: CallEvent) -> tuple[bool, list[CallEvent]]:
+        """:meth:`add_event` and then :meth:`events` of its call, in one round trip."""
+        key = self.k("events", event.call_key)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(key, event.event_id, event.model_dump_json())
+        pipe.expire(key, CALL_TTL)
+        pipe.hgetall(key)
+        added, _, raw = pipe.execute()
+        return bool(added), [CallEvent.model_validate_json(v) for v in raw.values()]
+
     def events(self, call_key: str) -> list[CallEvent]:
         raw = cast(dict[str, str], self.redis.hgetall(self.k("events", call_key)))
         return [CallEvent.model_validate_json(v) for v in raw.values()]
@@ -200,14 +238,21 @@ class StateStore:
     def save_record(self, record: CallRecord) -> bool:
         """Keep the merged record for views; a record of fewer events never replaces one of more."""
         at = record.last_event_at or record.ended_at or record.started_at
-        pipe = self.redis.pipeline()
-        self._save_record(
-            keys=[self.k("record", record.key)],
-            args=[len(record.event_ids), record.model_dump_json(), CALL_TTL],
-            client=pipe,
-        )
-        pipe.zadd(self.k("calls"), {record.key: at.timestamp() if at else time.time()})
-        pipe.execute()
+        args = (len(record.event_ids), record.model_dump_json(), CALL_TTL)
+        for attempt in range(2):
+            # EVALSHA straight in the pipeline: a Script in a pipeline costs a SCRIPT EXISTS
+            # round trip on every execute.
+            pipe = self.redis.pipeline()
+            pipe.evalsha(self._save_record.sha, 1, self.k("record", record.key), *args)
+            pipe.zadd(self.k("calls"), {record.key: at.timestamp() if at else time.time()})
+            try:
+                pipe.execute()
+                break
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                # A restarted or flushed Redis: load it again (same sha, or the fixed one).
+                self._save_record.sha = self.redis.script_load(_SAVE_RECORD)
         return True
 
     def record(self, call_key: str) -> CallRecord | None:
@@ -255,6 +300,7 @@ class StateStore:
         ledger.state = raw.get("state")
         ledger.error = raw.get("error")
         ledger.synced_at = float(raw["synced_at"]) if "synced_at" in raw else None
+        ledger.attempted = "attempted" in raw
         for name, value in raw.items():
             if name.startswith("task:"):
                 ledger.tasks[name[5:]] = CrmObjectRef.model_validate_json(value)

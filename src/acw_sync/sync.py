@@ -134,6 +134,9 @@ def sync_call(
         return SyncResult("unresolved")
 
     owner_id = _resolve_owner(store, connector, spec, instance, record)
+    if ledger.activity is None and not ledger.attempted:
+        # The batch path trusts a key without this mark to be new to the CRM (acw_sync.batch).
+        store.ledger_set(instance, call_key, attempted=1)
     record, fields, plan = prepare_call(pool.config, instance, record, customer)
     activity = connector.upsert_call(
         record,

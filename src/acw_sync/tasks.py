@@ -35,6 +35,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from acw_sync import batch
 from acw_sync.circuit import CircuitSettings
 from acw_sync.embedded import broker_url
 from acw_sync.errors import (
@@ -53,7 +54,7 @@ from acw_sync.runtime import get_runtime, reset_runtime
 from acw_sync.store import LockBusy, StateStore
 from acw_sync.sync import sync_call as run_sync
 
-__all__ = ["app", "backoff_delay", "enqueue_sync", "process_event", "sync_call"]
+__all__ = ["app", "backoff_delay", "enqueue_sync", "process_event", "sync_batch", "sync_call"]
 
 log = structlog.get_logger("acw_sync.worker")
 
@@ -91,7 +92,8 @@ app.conf.update(
     accept_content=["json"],
     #: Our state lives in our own Redis keys; nothing reads Celery results.
     task_ignore_result=True,
-    task_default_queue="acw",
+    #: ACW_QUEUE lets several deployments (or test runs) share one broker without sharing work.
+    task_default_queue=os.environ.get("ACW_QUEUE") or "acw",
     broker_connection_retry_on_startup=True,
     broker_transport_options={
         "visibility_timeout": VISIBILITY_TIMEOUT,
@@ -192,8 +194,8 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
     runtime = get_runtime()
     parsed = CallEvent.model_validate(event)
     store = runtime.store
-    added = store.add_event(parsed)
-    record = merge_events(store.events(parsed.call_key))
+    added, events = store.add_event_and_events(parsed)
+    record = merge_events(events)
     store.save_record(record)
     bound = log.bind(
         event_id=parsed.event_id,
@@ -213,6 +215,12 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
     for instance in runtime.config.routes_for(
         record.provider, record.provider_account, record.line_number, team
     ):
+        window = batch.batch_window(runtime.pool, instance)
+        if window > 0:  # batched: one sync_batch per window collects this call with others
+            if batch.queue_call(store, instance, record.key, window) or redelivered:
+                sync_batch.apply_async(args=[instance], countdown=window)
+            bound.info("sync batched", connector=instance)
+            continue
         if store.mark_pending(instance, record.key) or redelivered:
             sync_call.apply_async(args=[instance, record.key], kwargs={"first_seen": time.time()})
             bound.info("sync queued", connector=instance)
@@ -300,6 +308,44 @@ def sync_call(
         crm_writes=result.crm_writes,
     )
     return result.status
+
+
+@app.task(name="acw.sync_batch", bind=True, max_retries=None)
+def sync_batch(self: Task, instance: str, attempt: int = 0, scheduled: bool = True) -> str:
+    """Sync the calls queued for ``instance`` in batch requests (see :mod:`acw_sync.batch`).
+
+    Calls the batch could not take (a rejected record, a busy lock) go to ``sync_call``, whose
+    retries and dead letters apply; a whole-batch transient failure retries the batch.
+    """
+    runtime = get_runtime()
+    store = runtime.store
+    window = batch.batch_window(runtime.pool, instance) if scheduled else 0.0
+    outcome = batch.flush(store, runtime.pool, instance, window=window)
+    if outcome.postpone:
+        sync_batch.apply_async(args=[instance], countdown=outcome.postpone)
+        return f"postponed {outcome.postpone:.2f} s"
+    single = list(outcome.single)
+    exc = outcome.error
+    if exc is not None:
+        spec = runtime.pool.instance(instance)
+        if isinstance(exc, RetryableError) and attempt + 1 < spec.max_attempts:
+            batch.requeue(store, instance, outcome.failed)
+            delay = backoff_delay(attempt, exc.retry_after)
+            log.warning(
+                "batch failed: will retry", connector=instance, reason=exc.reason, delay=delay
+            )
+            sync_batch.apply_async(
+                args=[instance],
+                kwargs={"attempt": attempt + 1, "scheduled": False},
+                countdown=delay,
+            )
+        else:
+            single += outcome.failed
+    if outcome.more:
+        sync_batch.apply_async(args=[instance], kwargs={"scheduled": False})
+    for call_key in single:
+        sync_call.apply_async(args=[instance, call_key], kwargs={"first_seen": time.time()})
+    return f"synced {len(outcome.synced)}, alone {len(single)}"
 
 
 def _circuit_settings(pool: Any, instance: str) -> CircuitSettings:

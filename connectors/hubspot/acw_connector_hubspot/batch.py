@@ -10,7 +10,6 @@ for one bad record is retried record by record to isolate it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,21 +17,11 @@ from acw_connector_hubspot.client import HubSpotClient
 from acw_connector_hubspot.config import HubSpotConfig
 from acw_connector_hubspot.mapping import hs_time, task_associations
 from acw_connector_hubspot.memory import Memory
-from acw_sync.connector import CallWrite
+from acw_sync.connector import CallWrite, TaskWrite
 from acw_sync.errors import ConnectorError, PermanentError
 from acw_sync.model import CallRecord, CrmObjectRef, CustomerRef, FollowUp
 
 __all__ = ["BatchWrites", "TaskWrite"]
-
-
-@dataclass(frozen=True)
-class TaskWrite:
-    """One input of :meth:`HubSpotConnector.create_tasks`."""
-
-    task: FollowUp
-    customer: CustomerRef | None = None
-    owner_id: str | None = None
-    existing: CrmObjectRef | None = None
 
 
 class BatchWrites:
@@ -85,7 +74,8 @@ class BatchWrites:
             known = item.existing.id if item.existing else self._calls.get(item.key)
             if known:
                 targets[n] = known
-        unknown = [n for n in range(len(items)) if n not in targets]
+        # Fresh keys were never sent before (the core says so): nothing to reconcile.
+        unknown = [n for n in range(len(items)) if n not in targets and not items[n].fresh]
         if unknown:
             found = self._find_by_key(
                 "calls", "hs_call_external_id", [items[n].key for n in unknown]

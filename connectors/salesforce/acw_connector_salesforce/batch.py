@@ -12,15 +12,20 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from acw_connector_salesforce.client import error_intent, failure_of, soql_quote
-from acw_connector_salesforce.mapping import call_task, for_update, without_call_fields
-from acw_sync.connector import CallWrite
+from acw_connector_salesforce.mapping import (
+    call_task,
+    followup_task,
+    for_update,
+    without_call_fields,
+)
+from acw_sync.connector import CallWrite, TaskWrite
 from acw_sync.errors import ConnectorError, PermanentError
 from acw_sync.model import CrmObjectRef
 
 if TYPE_CHECKING:
     from acw_connector_salesforce.connector import SalesforceConnector
 
-__all__ = ["COLLECTION_MAX", "write_chunk"]
+__all__ = ["COLLECTION_MAX", "create_tasks_chunk", "write_chunk"]
 
 #: sObject Collections take at most 200 records per request.
 COLLECTION_MAX = 200
@@ -51,8 +56,9 @@ def write_chunk(
     ext = conn.settings.external_id_field
     unknown = [i for i in range(len(chunk)) if i not in updates]
     if not ext and unknown:
-        keys = {chunk[i].key: i for i in unknown}
-        if conn.call_fields_supported:
+        # Fresh keys were never sent before (the core says so): nothing to reconcile.
+        keys = {chunk[i].key: i for i in unknown if not chunk[i].fresh}
+        if keys and conn.call_fields_supported:
             listed = ", ".join(soql_quote(k) for k in keys)
             rows = conn.client.query(
                 f"SELECT Id, CallObject FROM Task WHERE CallObject IN ({listed}) "
@@ -85,6 +91,59 @@ def write_chunk(
             ref = out[i]
             if isinstance(ref, CrmObjectRef):
                 conn._written.put(chunk[i].key, ref.id)
+    return [r if r is not None else PermanentError("no result") for r in out]
+
+
+def create_tasks_chunk(
+    conn: SalesforceConnector, chunk: Sequence[TaskWrite]
+) -> list[CrmObjectRef | ConnectorError]:
+    """Create one chunk (≤ 200) of follow-up Tasks once each: one SOQL ``IN`` on the key field
+    for the ones not known, one collection create for the rest; one result per item."""
+    out: list[CrmObjectRef | ConnectorError | None] = [None] * len(chunk)
+    field = conn.settings.key_field
+    unknown: dict[str, int] = {}
+    for i, item in enumerate(chunk):
+        if item.existing is not None:
+            out[i] = CrmObjectRef(
+                object_type="Task", id=item.existing.id, url=item.existing.url, created=False
+            )
+        else:
+            unknown.setdefault(item.task.key, i)
+    if unknown and field == "CallObject" and not conn.call_fields_supported:
+        for key, i in unknown.items():
+            if (known := conn._written.get(key)) is not None:
+                out[i] = conn._task_ref(str(known), created=False)
+    elif unknown:
+        listed = ", ".join(soql_quote(k) for k in unknown)
+        rows = conn.client.query(
+            f"SELECT Id, {field} FROM Task WHERE {field} IN ({listed}) ORDER BY CreatedDate ASC",
+            "reconciling a batch of follow-ups",
+        )
+        for row in reversed(rows):  # the oldest Task wins
+            if (hit := unknown.get(str(row.get(field)))) is not None:
+                out[hit] = conn._task_ref(str(row["Id"]), created=False)
+    creates = [i for i in range(len(chunk)) if out[i] is None]
+    # Twice the same key in one chunk: only its first item is created; the others follow it.
+    twins = [i for i in creates if unknown.get(chunk[i].task.key) != i]
+    creates = [i for i in creates if i not in twins]
+    if creates:
+        records = []
+        for i in creates:
+            item = chunk[i]
+            body = followup_task(
+                item.task, customer=item.customer, owner_id=item.owner_id, config=conn.settings
+            )
+            if not conn.call_fields_supported:
+                body = without_call_fields(body)
+            records.append({"attributes": {"type": "Task"}, **body})
+        saved = _collection(conn, "POST", "composite/sobjects", records, "creating follow-ups")
+        for i, result in zip(creates, saved, strict=True):
+            out[i] = _saved(conn, result, created=True)
+            ref = out[i]
+            if isinstance(ref, CrmObjectRef):
+                conn._written.put(chunk[i].task.key, ref.id)
+    for i in twins:
+        out[i] = out[unknown[chunk[i].task.key]]
     return [r if r is not None else PermanentError("no result") for r in out]
 
 

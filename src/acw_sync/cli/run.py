@@ -75,7 +75,7 @@ def worker(
             *(["--quiet"] if json_lines() else []),  # no ASCII banner among the JSON lines
             "worker",
             "-Q",
-            "acw",
+            app.conf.task_default_queue,
             "-c",
             str(concurrency),
             "--pool",

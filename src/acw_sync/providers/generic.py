@@ -213,6 +213,8 @@ class GenericProvider(Provider):
             ]
         except ValidationError as exc:
             raise PayloadInvalid("invalid call data", details=_field_errors(exc)) from None
+        except OverflowError:  # a timestamp at the edge of the calendar, shifted past it
+            raise PayloadInvalid("a time is out of range") from None
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:

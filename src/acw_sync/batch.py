@@ -1,0 +1,355 @@
+"""Coalescing the syncs of one connector instance into batch requests.
+
+For an instance whose connector declares ``batch_size`` > 1 and whose ``batch_window`` is
+positive, ``process_event`` does not enqueue one ``sync_call`` per call: it adds the call to
+the instance's batch set (:func:`queue_call`) and, when no flush is scheduled yet, schedules
+one ``sync_batch`` task ``batch_window`` seconds later. That task (:func:`flush`) takes up to
+``batch_size`` calls and syncs them with one customer search for all their numbers
+(``find_customers_many``), one ``upsert_calls`` and one ``create_tasks`` request.
+
+Idempotency is the single path's: each call is synced under the same per-call lock as
+``sync_call``, every result is written to that call's ledger as soon as the batch returns, and
+a key is sent as ``fresh`` (create without searching the CRM first) only when the ledger shows
+no earlier attempt to write it. A record the CRM rejects, or a call whose lock is busy, goes to
+the per-call path (``sync_call``: its retries and dead letters), never failing its batch.
+
+Redis keys: ``{p}:batch:{instance}`` (zset call_key -> first queued) and
+``{p}:batch:{instance}:flush`` (a flush is scheduled; expires should its task be lost).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import cast
+
+import structlog
+
+from acw_sync.connector import CallWrite, TaskWrite, load_connector_class
+from acw_sync.errors import ConnectorError
+from acw_sync.merge import merge_events
+from acw_sync.model import CallRecord, CustomerRef
+from acw_sync.rules import RulePlan
+from acw_sync.store import Ledger, LockBusy, StateStore
+from acw_sync.sync import (
+    ConnectorPool,
+    _create_customer,
+    _resolve_owner,
+    _update_customer,
+    prepare_call,
+    record_version,
+)
+
+__all__ = ["BatchOutcome", "batch_window", "flush", "queue_call"]
+
+log = structlog.get_logger("acw_sync.batch")
+
+#: Seconds past the window after which a scheduled flush that never ran (its task lost) no
+#: longer stops new calls from scheduling another.
+FLUSH_GRACE = 60
+#: While calls keep arriving, a batch short of ``batch_size`` waits for more, up to this many
+#: windows after its oldest call was queued. A lone call (nothing new for a whole window) is
+#: flushed when its window ends, so an idle system still syncs within one window.
+MAX_WAIT_WINDOWS = 10
+#: Seconds one flush may hold its instance's flush lock (a stuck worker frees it after this).
+FLUSH_LOCK_TTL = 120
+
+
+@dataclass
+class BatchOutcome:
+    """What one flush did. ``single`` calls go to the per-call path; ``failed`` with ``error``
+    is a whole-request failure: those calls are to be retried (as a batch or one by one)."""
+
+    synced: list[str] = field(default_factory=list)
+    single: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    error: ConnectorError | None = None
+    more: bool = False
+    requests: int = 0
+    postpone: float = 0.0
+    """Seconds to wait before flushing (calls are still arriving); nothing was taken."""
+
+
+@dataclass
+class _Item:
+    key: str
+    record: CallRecord
+    ledger: Ledger
+    version: str
+    customer: CustomerRef | None = None
+    owner_id: str | None = None
+    plan: RulePlan | None = None
+
+
+def batch_window(pool: ConnectorPool, instance: str) -> float:
+    """Seconds to collect ``instance``'s syncs; 0 when its connector does not batch."""
+    spec = pool.instance(instance)
+    if spec.batch_window <= 0:
+        return 0.0
+    return spec.batch_window if _batch_size(spec.type) > 1 else 0.0
+
+
+@functools.cache
+def _batch_size(type_name: str) -> int:
+    return load_connector_class(type_name).capabilities.batch_size  # entry points: scan once
+
+
+def _keys(store: StateStore, instance: str) -> tuple[str, str]:
+    return store.k("batch", instance), store.k("batch", instance, "flush")
+
+
+def queue_call(store: StateStore, instance: str, call_key: str, window: float) -> bool:
+    """Add the call to the instance's batch; True when the caller must schedule a flush."""
+    members, flag = _keys(store, instance)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.zadd(members, {call_key: time.time()}, nx=True)
+    pipe.set(flag, "1", nx=True, ex=int(window + FLUSH_GRACE))
+    _, scheduled = pipe.execute()
+    return bool(scheduled)
+
+
+def requeue(store: StateStore, instance: str, call_keys: list[str]) -> None:
+    if call_keys:
+        store.redis.zadd(_keys(store, instance)[0], dict.fromkeys(call_keys, time.time()), nx=True)
+
+
+def _take(store: StateStore, instance: str, size: int) -> tuple[list[str], bool]:
+    members, flag = _keys(store, instance)
+    pipe = store.redis.pipeline()
+    pipe.delete(flag)  # calls queued from now on schedule the next flush themselves
+    pipe.zpopmin(members, size)
+    pipe.zcard(members)
+    _, popped, left = pipe.execute()
+    return [str(k) for k, _ in cast(list[tuple[str, float]], popped)], bool(left)
+
+
+def _wait_for_more(store: StateStore, instance: str, size: int, window: float) -> float:
+    """Seconds the flush should wait for more calls; 0 to flush now."""
+    members, flag = _keys(store, instance)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.zcard(members)
+    pipe.zrange(members, 0, 0, withscores=True)
+    pipe.zrange(members, -1, -1, withscores=True)
+    count, oldest, newest = pipe.execute()
+    if not count or count >= size or window <= 0:
+        return 0.0
+    now = time.time()
+    waited = now - float(oldest[0][1])
+    quiet = now - float(newest[0][1])
+    max_wait = MAX_WAIT_WINDOWS * window
+    if waited >= max_wait or quiet >= window:
+        return 0.0
+    store.redis.expire(flag, int(max_wait + FLUSH_GRACE))
+    return max(0.05, min(window, max_wait - waited))
+
+
+def flush(
+    store: StateStore, pool: ConnectorPool, instance: str, *, window: float = 0.0
+) -> BatchOutcome:
+    """Sync up to ``batch_size`` queued calls of ``instance`` in batch requests.
+
+    With ``window`` (the scheduled flush, not a follow-up of a full batch), a short batch whose
+    calls are still arriving is postponed instead (see :data:`MAX_WAIT_WINDOWS`); so is any
+    flush while another flush of the same instance runs.
+    """
+    connector = pool.get(instance)
+    size = connector.capabilities.batch_size
+    if window > 0 and (delay := _wait_for_more(store, instance, size, window)) > 0:
+        return BatchOutcome(postpone=delay)
+    try:
+        # One flush per instance at a time: the CRM's rate limits are per account, and calls
+        # queued meanwhile make the next batch fuller.
+        with store.lock(f"batch:{instance}", ttl=FLUSH_LOCK_TTL):
+            return _flush_locked(store, pool, instance, size)
+    except LockBusy:
+        return BatchOutcome(postpone=max(window, 0.1))
+
+
+def _flush_locked(store: StateStore, pool: ConnectorPool, instance: str, size: int) -> BatchOutcome:
+    keys, more = _take(store, instance, size)
+    outcome = BatchOutcome(more=more)
+    if not keys:
+        return outcome
+    with contextlib.ExitStack() as locks:
+        locked = []
+        for key in keys:
+            try:
+                locks.enter_context(store.lock(f"sync:{instance}:{key}", ttl=120))
+            except LockBusy:
+                outcome.single.append(key)  # sync_call waits for the other worker
+                continue
+            locked.append(key)
+        try:
+            _sync_locked(store, pool, instance, locked, outcome)
+        except ConnectorError as exc:
+            done = {*outcome.synced, *outcome.single}
+            outcome.failed = [k for k in locked if k not in done]
+            outcome.error = exc
+    log.info(
+        "batch synced",
+        connector=instance,
+        calls=len(keys),
+        synced=len(outcome.synced),
+        single=len(outcome.single),
+        failed=len(outcome.failed),
+        crm_requests=outcome.requests,
+        more=more,
+    )
+    return outcome
+
+
+def _sync_locked(
+    store: StateStore, pool: ConnectorPool, instance: str, keys: list[str], outcome: BatchOutcome
+) -> None:
+    spec = pool.instance(instance)
+    connector = pool.get(instance)
+    items: list[_Item] = []
+    for key in keys:
+        events = store.events(key)
+        if not events:
+            continue
+        record = merge_events(events)
+        if not record.ended:
+            continue
+        ledger = store.ledger(instance, key)
+        version = record_version(record)
+        if ledger.version == version and ledger.activity is not None:
+            outcome.synced.append(key)  # unchanged
+            continue
+        items.append(_Item(key, record, ledger, version))
+    if not items:
+        return
+
+    # Customers: the ledger, the Redis cache, then one search for every number still unknown.
+    wanted: dict[str, list[_Item]] = {}
+    for item in items:
+        if item.ledger.customer_resolved:
+            item.customer = item.ledger.customer
+        elif item.record.customer_number is None:
+            store.ledger_set(instance, item.key, customer=None)
+        else:
+            wanted.setdefault(item.record.customer_number, []).append(item)
+    found: dict[str, list[CustomerRef]] = {}
+    for phone in wanted:
+        cached = store.cached_customers(instance, phone)
+        if cached is None and (created := store.created_customer(instance, phone)) is not None:
+            cached = [created]
+        if cached is not None:
+            found[phone] = cached
+    unknown = [p for p in wanted if p not in found]
+    if unknown:
+        searched = connector.find_customers_many(
+            unknown, all_matches=spec.matching.on_many == "unresolved"
+        )
+        outcome.requests += 1
+        for phone in unknown:
+            found[phone] = searched.get(phone, [])
+            store.cache_customers(instance, phone, found[phone], spec.matching.cache_ttl)
+    ready: list[_Item] = []
+    for item in items:
+        number = item.record.customer_number
+        if number is not None and not item.ledger.customer_resolved:
+            matches = found[number]
+            if len(matches) > 1 and spec.matching.on_many == "unresolved":
+                store.ledger_set(instance, item.key, state="unresolved", version=item.version)
+                outcome.synced.append(item.key)
+                continue
+            if matches:
+                item.customer = matches[0]
+            elif spec.matching.on_none == "create" and connector.capabilities.create_customer:
+                item.customer, creates = _create_customer(store, connector, item.record, number)
+                outcome.requests += creates
+            store.ledger_set(instance, item.key, customer=item.customer)
+        if item.customer is None and spec.matching.on_none == "skip" and not item.ledger.activity:
+            store.ledger_set(instance, item.key, state="skipped", version=item.version)
+            outcome.synced.append(item.key)
+            continue
+        item.owner_id = _resolve_owner(store, connector, spec, instance, item.record)
+        ready.append(item)
+    if not ready:
+        return
+
+    # Activities: one batch; a key is fresh only when no attempt to write it was recorded.
+    pipe = store.redis.pipeline(transaction=False)
+    for item in ready:
+        if item.ledger.activity is None and not item.ledger.attempted:
+            pipe.hset(store.k("ledger", instance, item.key), "attempted", "1")
+    pipe.execute()
+    writes = []
+    for i in ready:
+        # The rules' plan and the mapped fields, exactly as the single path prepares them.
+        record, fields, i.plan = prepare_call(pool.config, instance, i.record, i.customer)
+        writes.append(
+            CallWrite(
+                call=record,
+                key=i.key,
+                customer=i.customer,
+                owner_id=i.owner_id,
+                existing=i.ledger.activity,
+                fields=fields,
+                fresh=i.ledger.activity is None and not i.ledger.attempted,
+            )
+        )
+    results = connector.upsert_calls(writes)
+    outcome.requests += 1
+    written: list[tuple[_Item, CallWrite]] = []
+    for item, write, result in zip(ready, writes, results, strict=True):
+        if isinstance(result, ConnectorError):
+            log.warning(
+                "batch record rejected: syncing it alone",
+                connector=instance,
+                call_key=item.key,
+                reason=result.reason,
+                error=str(result),
+            )
+            outcome.single.append(item.key)
+            continue
+        store.ledger_set(instance, item.key, activity=result)
+        written.append((item, write))
+        item.ledger.activity = result
+
+    # Follow-up tasks: one batch for every rule not yet in a ledger.
+    task_writes: list[tuple[_Item, str, TaskWrite]] = []
+    for item, _ in written:
+        for task in item.plan.tasks if item.plan else []:
+            if task.rule not in item.ledger.tasks:
+                task_writes.append(
+                    (
+                        item,
+                        task.rule,
+                        TaskWrite(
+                            task,
+                            customer=item.customer,
+                            owner_id=item.owner_id,
+                            activity=item.ledger.activity,
+                        ),
+                    )
+                )
+    failed_tasks: set[str] = set()
+    if task_writes:
+        made = connector.create_tasks([w for _, _, w in task_writes])
+        outcome.requests += 1
+        for (item, rule, _), ref in zip(task_writes, made, strict=True):
+            if isinstance(ref, ConnectorError):
+                failed_tasks.add(item.key)
+                continue
+            store.ledger_set_task(instance, item.key, rule, ref)
+    now = time.time()
+    for item, _ in written:
+        if item.key in failed_tasks:
+            outcome.single.append(item.key)  # its activity is in the ledger; sync_call finishes
+            continue
+        if item.plan is not None and item.plan.customer_updates:
+            # Rare (a rule writes customer fields): one request each, once per rule (ledger).
+            outcome.requests += _update_customer(
+                store,
+                connector,
+                instance=instance,
+                call_key=item.key,
+                customer=item.customer,
+                plan=item.plan,
+            )
+        store.ledger_set(instance, item.key, version=item.version, state="synced", synced_at=now)
+        outcome.synced.append(item.key)

@@ -1,0 +1,286 @@
+"""Batched syncs (acw_sync.batch) against the HubSpot and Salesforce emulators, on a real Redis.
+
+No Celery here: the flush is called directly, as the ``sync_batch`` task does.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from acw_sync import batch
+from acw_sync.config import AppConfig
+from acw_sync.model import CallEvent
+from acw_sync.store import StateStore
+from acw_sync.sync import ConnectorPool
+from tests.connectors.salesforce_harness import sf_connector
+from tests.emulators.hubspot import HubSpotEmulator, hs_emulator
+from tests.emulators.salesforce import SalesforceEmulator, sf_ca, sf_emulator
+
+__all__ = ["hs_emulator", "sf_ca", "sf_emulator"]
+
+TOKEN = "pat-na1-emulated-secret-token"
+
+
+def _ended(n: int, **data: Any) -> CallEvent:
+    t0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC) + timedelta(minutes=n)
+    fields: dict[str, Any] = {
+        "event_id": f"ev-{n}",
+        "provider": "generic",
+        "call_id": f"call-{n}",
+        "type": "ended",
+        "occurred_at": t0 + timedelta(seconds=90),
+        "direction": "inbound",
+        "customer_number": f"+1415555{n:04d}",
+        "started_at": t0,
+        "answered_at": t0 + timedelta(seconds=3),
+        "ended_at": t0 + timedelta(seconds=90),
+        "outcome": "completed",
+    }
+    fields.update(data)
+    return CallEvent.model_validate(fields)
+
+
+def _pool(emulator: HubSpotEmulator, **instance: Any) -> ConnectorPool:
+    instance.setdefault("batch_window", 0.3)
+    emulator.add_private_app_token(TOKEN)
+    config = AppConfig(
+        providers={"generic": {"secret": "whsec_" + "a" * 32}},
+        connectors={
+            "hs": {
+                "type": "hubspot",
+                "options": {"access_token": TOKEN, "host": emulator.url, "timeout": 5},
+                **instance,
+            }
+        },
+    )
+    return ConnectorPool(config)
+
+
+def _queue(store: StateStore, *events: CallEvent) -> None:
+    for event in events:
+        store.add_event(event)
+        batch.queue_call(store, "hs", event.call_key, 0.3)
+
+
+def test_a_batch_is_one_search_and_one_write(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    for n in range(5):
+        hs_emulator.add_object("contacts", {"phone": f"+1415555{n:04d}", "firstname": f"C{n}"})
+    pool = _pool(hs_emulator)
+    assert batch.batch_window(pool, "hs") == 0.3
+    _queue(store, *(_ended(n) for n in range(5)))
+    before = len(hs_emulator.log)
+    outcome = batch.flush(store, pool, "hs")
+    assert sorted(outcome.synced) == [f"generic:call-{n}" for n in range(5)]
+    assert outcome.single == [] and outcome.error is None and not outcome.more
+    paths = [p for _m, p, _s in hs_emulator.log[before:]]
+    assert sum("/search" in p for p in paths) == 1  # five numbers (all on a contact), one search
+    assert sum("/batch/create" in p for p in paths) == 1
+    assert len(paths) <= 3, paths  # + the portal's dispositions, read once
+    for n in range(5):
+        ledger = store.ledger("hs", f"generic:call-{n}")
+        assert ledger.state == "synced" and ledger.activity is not None
+    [row] = hs_emulator.find("calls", "hs_call_external_id", "generic:call-1")
+    assert hs_emulator.associations_of("calls", row["id"], "contacts")
+    # The same calls again: nothing to write, nothing sent.
+    _queue(store, *(_ended(n) for n in range(5)))
+    sent = len(hs_emulator.log)
+    assert len(batch.flush(store, pool, "hs").synced) == 5
+    assert len(hs_emulator.log) == sent
+
+
+def test_numbers_are_cached_between_batches(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    hs_emulator.add_object("contacts", {"phone": "+14155550001"})
+    pool = _pool(hs_emulator)
+    _queue(store, _ended(1))
+    batch.flush(store, pool, "hs")
+    _queue(store, _ended(2, customer_number="+14155550001"))
+    searches = hs_emulator.count("POST", "/search")
+    assert batch.flush(store, pool, "hs").synced == ["generic:call-2"]
+    assert hs_emulator.count("POST", "/search") == searches
+
+
+def test_a_rejected_record_goes_alone_and_the_others_are_written(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    pool = _pool(hs_emulator, owners={"table": {"agent-x": "999999"}})
+    bad = _ended(2, agent={"id": "agent-x", "name": "X"})  # an owner id HubSpot does not know
+    _queue(store, _ended(1), bad, _ended(3))
+    outcome = batch.flush(store, pool, "hs")
+    assert outcome.single == ["generic:call-2"]
+    assert sorted(outcome.synced) == ["generic:call-1", "generic:call-3"]
+    assert store.ledger("hs", "generic:call-2").activity is None
+
+
+def test_a_retried_batch_reconciles_instead_of_duplicating(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    pool = _pool(hs_emulator)
+    _queue(store, _ended(1), _ended(2))
+    batch.flush(store, pool, "hs")
+    # The ledger lost its answer (a worker killed after the CRM write): the retry must find it.
+    store.redis.hdel(store.k("ledger", "hs", "generic:call-1"), "activity", "version")
+    _queue(store, _ended(1))
+    assert batch.flush(store, pool, "hs").synced == ["generic:call-1"]
+    assert len(hs_emulator.find("calls", "hs_call_external_id", "generic:call-1")) == 1
+
+
+def test_a_busy_call_goes_to_the_single_path(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    pool = _pool(hs_emulator)
+    _queue(store, _ended(1), _ended(2))
+    with store.lock("sync:hs:generic:call-1"):
+        outcome = batch.flush(store, pool, "hs")
+    assert outcome.single == ["generic:call-1"] and outcome.synced == ["generic:call-2"]
+
+
+def test_only_one_flush_is_scheduled_per_window(store: StateStore) -> None:
+    assert batch.queue_call(store, "hs", "generic:a", 0.3) is True
+    assert batch.queue_call(store, "hs", "generic:b", 0.3) is False
+    assert batch.queue_call(store, "hs", "generic:a", 0.3) is False
+
+
+@pytest.mark.parametrize("window", [0.0])
+def test_window_zero_turns_batching_off(hs_emulator: HubSpotEmulator, window: float) -> None:
+    assert batch.batch_window(_pool(hs_emulator, batch_window=window), "hs") == 0.0
+
+
+def test_hubspot_many_numbers_find_what_one_at_a_time_finds(hs_emulator: HubSpotEmulator) -> None:
+    for n in range(60):
+        hs_emulator.add_object("contacts", {"phone": f"+1415555{n:04d}", "firstname": f"C{n}"})
+    hs_emulator.add_object("contacts", {"mobilephone": "(415) 555-0007", "firstname": "M"})
+    connector = _pool(hs_emulator).get("hs")
+    phones = [f"+1415555{n:04d}" for n in range(60)] + ["+14155559999"]
+    searches = hs_emulator.count("POST", "/search")
+    many = connector.find_customers_many(phones)
+    assert hs_emulator.count("POST", "/search") - searches == 2  # 50 numbers per search
+    for phone in ["+14155550000", "+14155550007", "+14155550059", "+14155559999"]:
+        assert [c.id for c in many[phone]] == [c.id for c in connector.find_customers(phone)]
+    assert len(many["+14155550007"]) == 2 and many["+14155559999"] == []
+
+
+def test_salesforce_many_numbers_find_what_one_at_a_time_finds(
+    sf_emulator: SalesforceEmulator,
+) -> None:
+    org = sf_emulator.org
+    for n in range(40):
+        org.insert("Contact", {"LastName": f"C{n}", "Phone": f"(415) 555-{n:04d}"})
+    org.insert("Lead", {"LastName": "L", "Company": "X", "MobilePhone": "+14155550003"})
+    connector = sf_connector(sf_emulator)
+    phones = [f"+1415555{n:04d}" for n in range(40)] + ["+14155559999"]
+    before = len(org.log)
+    many = connector.find_customers_many(phones)
+    queries = [p for _m, p in org.log[before:] if "/query" in p]
+    assert 3 <= len(queries) < 20  # several numbers per query; each query URL fits 16 KiB
+    assert all(len(p) < 16_384 for p in queries)
+    for phone in phones:
+        assert [c.id for c in many[phone]] == [c.id for c in connector.find_customers(phone)]
+    assert [c.object_type for c in many["+14155550003"]] == ["Contact", "Lead"]
+
+
+def test_a_short_batch_waits_while_calls_keep_arriving(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    import time
+
+    pool = _pool(hs_emulator)
+    _queue(store, _ended(1), _ended(2))
+    waiting = batch.flush(store, pool, "hs", window=0.3)
+    assert 0 < waiting.postpone <= 0.3 and waiting.synced == []
+    # Nothing new for a whole window: the batch goes, however short.
+    members = store.k("batch", "hs")
+    store.redis.zadd(members, dict.fromkeys(store.redis.zrange(members, 0, -1), time.time() - 0.4))
+    assert len(batch.flush(store, pool, "hs", window=0.3).synced) == 2
+    # Calls still arriving, but the oldest has waited ten windows: it goes too.
+    _queue(store, _ended(3))
+    store.redis.zadd(members, {"generic:call-3": time.time() - 3.1})
+    _queue(store, _ended(4))
+    assert len(batch.flush(store, pool, "hs", window=0.3).synced) == 2
+
+
+def test_salesforce_best_candidate_only_skips_lower_objects(
+    sf_emulator: SalesforceEmulator,
+) -> None:
+    org = sf_emulator.org
+    org.insert("Contact", {"LastName": "C", "Phone": "+14155550001"})
+    org.insert("Lead", {"LastName": "L", "Company": "X", "Phone": "+14155550001"})
+    connector = sf_connector(sf_emulator)
+    connector.find_customers_many(["+14155550009"])  # logs in
+    before = len(org.log)
+    best = connector.find_customers_many(["+14155550001"], all_matches=False)
+    assert [c.object_type for c in best["+14155550001"]] == ["Contact"]
+    assert len(org.log) - before == 1  # Contact matched: Lead and Account not queried
+
+
+def test_salesforce_follow_ups_in_one_collection_each_once(
+    sf_emulator: SalesforceEmulator,
+) -> None:
+    from acw_sync.connector import TaskWrite
+    from acw_sync.testing import sample_call
+    from acw_sync.testing.conformance import sample_followup
+
+    org = sf_emulator.org
+    connector = sf_connector(sf_emulator)
+    tasks = [TaskWrite(sample_followup(sample_call(), rule=f"r{n}")) for n in range(3)]
+    connector.find_customers_many(["+14155550009"])  # logs in
+    before = len(org.log)
+    first = connector.create_tasks(tasks)
+    assert len(org.log) - before == 2  # one key query, one collection
+    assert all(getattr(r, "created", False) for r in first)
+    again = sf_connector(sf_emulator).create_tasks(tasks)  # another worker, no memory
+    assert [getattr(r, "id", None) for r in again] == [getattr(r, "id", None) for r in first]
+    assert not any(getattr(r, "created", True) for r in again)
+    assert len(org.find("Task")) == 3
+
+
+def test_one_flush_per_instance_at_a_time(store: StateStore, hs_emulator: HubSpotEmulator) -> None:
+    pool = _pool(hs_emulator)
+    _queue(store, _ended(1))
+    with store.lock("batch:hs"):
+        busy = batch.flush(store, pool, "hs")
+    assert busy.postpone > 0 and busy.synced == []
+    assert batch.flush(store, pool, "hs").synced == ["generic:call-1"]
+
+
+@pytest.mark.parametrize(
+    ("stored", "region"),
+    [
+        ("(415) 555-0100", None),
+        ("+1 415-555-0100", None),
+        ("4155550100", "US"),
+        ("020 7946 0958", None),
+        ("+44 20 7946 0958", "US"),
+        ("not a number", None),
+        ("", None),
+    ],
+)
+def test_matching_numbers_agrees_with_same_number(stored: str, region: str | None) -> None:
+    from acw_sync.phone import by_region, matching_numbers, same_number
+
+    phones = ["+14155550100", "+442079460958", "+14155550199"]
+    expected = [p for p in phones if same_number(stored, p, region)]
+    assert sorted(matching_numbers(stored, by_region(phones, region))) == sorted(expected)
+
+
+def test_hubspot_best_candidate_searches_mobile_only_for_misses(
+    hs_emulator: HubSpotEmulator,
+) -> None:
+    for n in range(90):
+        hs_emulator.add_object("contacts", {"phone": f"+1415555{n:04d}"})
+    hs_emulator.add_object("contacts", {"mobilephone": "(415) 555-0095", "firstname": "M"})
+    connector = _pool(hs_emulator).get("hs")
+    phones = [f"+1415555{n:04d}" for n in range(96)]
+    searches = hs_emulator.count("POST", "/search")
+    best = connector.find_customers_many(phones, all_matches=False)
+    assert hs_emulator.count("POST", "/search") - searches == 2  # phones, then 6 misses' mobiles
+    for phone in ["+14155550000", "+14155550089", "+14155550095", "+14155550093"]:
+        assert [c.id for c in best[phone]][:1] == [c.id for c in connector.find_customers(phone)][
+            :1
+        ]

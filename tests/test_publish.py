@@ -1,0 +1,144 @@
+"""The batch publisher's wire format, and the ingest enqueuer's batching, on a real Redis.
+
+That a real Celery worker consumes what :class:`RedisPublisher` pushes is shown end to end
+(``tests/test_end_to_end.py``: the server publishes through it); here its message is compared
+field by field with the one ``apply_async`` stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import redis
+
+from acw_sync.enqueue import Enqueuer
+from acw_sync.model import CallEvent
+from acw_sync.publish import RedisPublisher, publisher_for
+from acw_sync.store import StateStore
+
+VOLATILE = {"id", "root_id", "correlation_id", "delivery_tag", "reply_to", "origin", "argsrepr"}
+
+
+def _event(n: int, call: str = "c1") -> CallEvent:
+    return CallEvent.model_validate(
+        {
+            "event_id": f"ev-{n}",
+            "provider": "generic",
+            "call_id": call,
+            "type": "ended",
+            "occurred_at": "2026-01-01T10:00:00Z",
+        }
+    )
+
+
+def _mask(message: dict[str, Any]) -> dict[str, Any]:
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: ("*" if k in VOLATILE else walk(v)) for k, v in value.items()}
+        return value
+
+    masked = walk(message)
+    masked["body"] = json.loads(base64.b64decode(message["body"]))
+    return masked
+
+
+def test_redis_message_is_what_apply_async_stores(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    from acw_sync.tasks import app, configure_broker, process_event
+
+    configure_broker(redis_url)
+    try:
+        event = _event(1).model_dump(mode="json")
+        process_event.apply_async(args=[event], retry=True)
+        [celery_raw] = redis_client.lrange("acw", 0, -1)
+        redis_client.delete("acw")
+        publisher = RedisPublisher(redis_url)
+        publisher([_event(1)])
+        [ours_raw] = redis_client.lrange("acw", 0, -1)
+        publisher.close()
+    finally:
+        app.pool.force_close_all()
+    celery, ours = json.loads(celery_raw), json.loads(ours_raw)
+    assert _mask(ours) == _mask(celery)
+    assert (
+        ours["headers"]["id"] == ours["headers"]["root_id"] == ours["properties"]["correlation_id"]
+    )
+
+
+def test_one_lpush_keeps_the_batch_order(redis_client: redis.Redis, redis_url: str) -> None:
+    publisher = RedisPublisher(redis_url)
+    publisher([_event(n) for n in range(5)])
+    popped = [json.loads(redis_client.rpop("acw") or "") for _ in range(5)]
+    bodies = [json.loads(base64.b64decode(m["body"]))[0][0]["event_id"] for m in popped]
+    assert bodies == [f"ev-{n}" for n in range(5)]
+    publisher.close()
+
+
+def test_non_redis_brokers_use_celery() -> None:
+    assert not isinstance(publisher_for("amqp://guest:guest@127.0.0.1:5672//"), RedisPublisher)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.down = False
+
+    def __call__(self, events: Sequence[CallEvent]) -> None:
+        if self.down:
+            raise ConnectionError("broker unreachable")
+        self.batches.append([e.event_id for e in events])
+
+
+def test_concurrent_requests_share_one_claim_and_publish(store: StateStore) -> None:
+    recorder = Recorder()
+    enqueuer = Enqueuer(store, recorder)
+
+    async def run() -> list[Any]:
+        first = asyncio.ensure_future(enqueuer.enqueue("generic", [_event(0)]))
+        await asyncio.sleep(0)  # the first flush starts alone; the rest wait behind it
+        rest = [enqueuer.enqueue("generic", [_event(n)]) for n in (1, 2, 2, 3)]
+        return [await first, *await asyncio.gather(*rest)]
+
+    outcomes = asyncio.run(run())
+    assert recorder.batches == [["ev-0"], ["ev-1", "ev-2", "ev-3"]]
+    assert [[e.event_id for e in o.accepted] for o in outcomes] == [
+        ["ev-0"], ["ev-1"], ["ev-2"], [], ["ev-3"],
+    ]  # fmt: skip
+    assert outcomes[3].duplicates == ["ev-2"]
+
+
+def test_failed_publish_releases_the_claims_of_the_batch(store: StateStore) -> None:
+    recorder = Recorder()
+    recorder.down = True
+    enqueuer = Enqueuer(store, recorder)
+    with pytest.raises(ConnectionError):
+        asyncio.run(enqueuer.enqueue("generic", [_event(1), _event(2)]))
+    recorder.down = False
+    done = asyncio.run(enqueuer.enqueue("generic", [_event(1), _event(2)]))
+    assert [e.event_id for e in done.accepted] == ["ev-1", "ev-2"]
+
+
+def test_a_record_is_saved_when_redis_forgot_the_script(store: StateStore) -> None:
+    from acw_sync.merge import merge_events
+
+    added, events = store.add_event_and_events(_event(1))
+    assert added and [e.event_id for e in events] == ["ev-1"]
+    assert store.add_event_and_events(_event(1))[0] is False
+    store._save_record.sha = "0" * 40  # as if Redis restarted without its scripts
+    store.save_record(merge_events(events))
+    assert store.record("generic:c1") is not None
+
+
+def test_the_args_repr_names_the_call_for_the_worker_logs(redis_url: str) -> None:
+    publisher = RedisPublisher(redis_url)
+    message = json.loads(publisher.message(_event(1).model_dump_json(), _event(1)))
+    publisher.close()
+    assert "'provider': 'generic'" in message["headers"]["argsrepr"]
+    assert "'call_id': 'c1'" in message["headers"]["argsrepr"]
+    assert "'event_id': 'ev-1'" in message["headers"]["argsrepr"]
