@@ -175,11 +175,11 @@ def test_the_example_crm_blocks_are_valid_when_uncommented(
 def test_docs_show_the_example_file_verbatim() -> None:
     root = Path(__file__).parent.parent
     example = (root / "examples" / "acw-sync.yaml").read_text()
-    assert example in (root / "docs" / "config.md").read_text()
+    assert example in (root / "README.md").read_text()
 
 
 def test_the_worked_example_in_the_docs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The due times docs/config.md computes by hand are the ones the engine computes."""
+    """The due times the README computes by hand are the ones the engine computes."""
     monkeypatch.setenv("ACW_GENERIC_SECRET", "whsec_ZXhhbXBsZQ==")
     monkeypatch.setenv("ACW_SANDBOX_DB", str(tmp_path / "sandbox.db"))
     monkeypatch.setenv("ACW_ESCALATIONS_DB", str(tmp_path / "escalations.db"))

@@ -318,7 +318,7 @@ LEAVES: dict[str, Callable[[str, Any, tuple[str | int, ...]], Leaf]] = {
     "business_hours": _bool_leaf(_in_hours),
     "promised": _bool_leaf(_promised),
 }
-"""Every leaf condition by name (documented one by one in docs/config.md)."""
+"""Every leaf condition by name (documented one by one in the README)."""
 
 _COMBINATORS = ("all", "any", "not")
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of the server and the workers, and the registry a scrape reads.
 
-Every metric is defined here, so this module is the catalogue (``docs/ops.md`` explains each).
+Every metric is defined here, so this module is the catalogue (the README's "Operating acw-sync" explains each).
 Labels stay bounded: providers and connector instances come from the config, reasons from
 fixed sets, teams from the agents' team names.
 

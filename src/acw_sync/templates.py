@@ -328,7 +328,7 @@ def check_template(source: str, *, names: tuple[str, ...] = tuple(FIELDS)) -> No
             hint = f'did you mean "{close[0]}"? ' if close else ""
             kind = "filter" if isinstance(node, nodes.Filter) else "test"
             raise TemplateProblem(
-                f"no {kind} named {node.name!r} in templates ({hint}see docs/config.md)"
+                f"no {kind} named {node.name!r} in templates ({hint}see 'Configuring acw-sync' in the README)"
             )
     local = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     local |= {"loop", "caller", "varargs", "kwargs"}  # Jinja's own names in loops and macros

@@ -1,4 +1,4 @@
-"""Due-time rules: every convention of docs/analyzer.md, across weekends, month ends and DST."""
+"""Due-time rules: every convention of the README, across weekends, month ends and DST."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The "Write your own connector" example of docs/connectors.md, run against the suite.
+"""The "Write your own connector" example of the README, run against the suite.
 
 A toy CRM kept in memory stands in for a real API; the connector is the part you write.
 """
@@ -167,11 +167,11 @@ class TestToyConnector(ConnectorConformance):
 
 
 def test_the_docs_show_this_code() -> None:
-    """docs/connectors.md quotes this module's plugin and harness: keep them the same."""
+    """the README quotes this module's plugin and harness: keep them the same."""
     from pathlib import Path
 
     here = Path(__file__).read_text()
-    docs = (Path(__file__).parents[2] / "docs" / "connectors.md").read_text()
+    docs = (Path(__file__).parents[2] / "README.md").read_text()
     plugin = here[here.index("class ToyConfig") : here.index("# -- its test")].strip()
     harness = here[here.index("class ToyHarness") : here.index("def test_the_docs")].strip()
     assert plugin in docs

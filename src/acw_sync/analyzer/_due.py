@@ -1,7 +1,7 @@
 """Reading a due moment out of one sentence ("tomorrow at 3", "by Friday", "in two hours").
 
 Everything is computed in the centre's timezone from a reference moment (the call's end), and
-returned in UTC. The conventions (documented in ``docs/analyzer.md``):
+returned in UTC. The conventions (documented in the README):
 
 * a bare hour is a business hour: 1-7 means p.m., 8-11 a.m., 12 noon; "3pm", "15:00",
   "half past two" are taken as said; morning 09:00, noon 12:00, afternoon 14:00, evening and

@@ -1,6 +1,6 @@
 """The business outcome of a call (:class:`~acw_sync.model.Resolution`) and its categories.
 
-Outcome precedence, first match wins (documented in ``docs/analyzer.md``):
+Outcome precedence, first match wins (documented in the README):
 
 1. the telephony outcome: not connected -> ``missed``; voicemail -> ``voicemail``;
 2. the disposition, then the tags, when they name an outcome ("Escalated", "Resolved", ...);
