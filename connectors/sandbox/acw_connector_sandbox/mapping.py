@@ -28,11 +28,7 @@ def activity_row(call: CallRecord, overrides: Mapping[str, Any]) -> dict[str, An
     row: dict[str, Any] = {
         "subject": activity_subject(call),
         "direction": call.direction.value if call.direction else None,
-        "outcome": (
-            analysis.resolution.value
-            if analysis and analysis.resolution
-            else (call.outcome.value if call.outcome else None)
-        ),
+        "outcome": call.outcome.value if call.outcome else None,
         "duration": call.duration,
         "disposition": call.disposition,
         "recording_url": call.recording_url,
@@ -43,6 +39,7 @@ def activity_row(call: CallRecord, overrides: Mapping[str, Any]) -> dict[str, An
         row["call_time"] = row["call_time"].isoformat()
     extra: dict[str, Any] = {}
     if analysis is not None:
+        extra["resolution"] = analysis.resolution.value if analysis.resolution else None
         extra["sentiment"] = analysis.sentiment.value if analysis.sentiment else None
         extra["categories"] = analysis.categories
     extra["tags"] = call.tags

@@ -27,7 +27,16 @@ def render_sandbox(data: dict[str, list[dict[str, Any]]], console: Console) -> N
     """The sandbox's call activities and follow-up tasks as tables."""
     customers = {str(c["id"]): c for c in data["customers"]}
     activities = Table(title="Call activities", show_lines=False)
-    for col in ("id", "customer", "subject", "outcome", "duration", "owner", "updates"):
+    for col in (
+        "id",
+        "customer",
+        "subject",
+        "outcome",
+        "resolution",
+        "duration",
+        "owner",
+        "updates",
+    ):
         activities.add_column(col)
     for a in data["activities"]:
         who = customers.get(str(a["customer_id"]))
@@ -36,6 +45,7 @@ def render_sandbox(data: dict[str, list[dict[str, Any]]], console: Console) -> N
             f"{who['name']} ({who['object_type']})" if who else "-",
             a["subject"],
             a["outcome"] or "-",
+            str(json.loads(a["fields"] or "{}").get("resolution") or "-"),
             f"{a['duration']:.0f} s" if a["duration"] is not None else "-",
             a["owner_id"] or "-",
             str(a["updates"]),
