@@ -393,3 +393,20 @@ def test_inbox_republishes_accepted_events_never_stored(store: StateStore) -> No
     assert store.redis.zcard("acw:inbox:index") == 1  # in-2 stays until a worker stores it
     store.inbox_done("in-2")
     assert store.redis.hlen("acw:inbox") == 0
+
+
+def test_shared_limiter_waits_are_counted_in_metrics(store: StateStore) -> None:
+    from acw_sync import metrics
+
+    def waits() -> float:
+        value = metrics.REGISTRY.get_sample_value(
+            "acw_crm_rate_limit_waits_total", {"connector": "metered"}
+        )
+        return value or 0.0
+
+    guard = Guard(store)
+    before = waits()
+    rate = Rate(20, 1.0)  # a burst of 2, then one every 50 ms
+    waited = sum(guard.take("metered", "*", rate) for _ in range(6))
+    assert waited > 0
+    assert waits() - before >= 1

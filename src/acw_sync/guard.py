@@ -25,6 +25,7 @@ from typing import Any, TypeVar, cast
 import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from acw_sync import metrics
 from acw_sync.circuit import CircuitBreaker, CircuitSettings
 from acw_sync.config import ConnectorInstance
 from acw_sync.connector import Connector
@@ -221,6 +222,9 @@ class Guard:
                     f"{account}: rate limit {rate} spent", retry_after=wait, why="throttled"
                 )
             time.sleep(wait)
+            # Labelled by the rate-limit account: the instance's name unless several instances
+            # share one CRM account (rate_limit.account).
+            metrics.record_rate_limit_wait(account, wait)
             waited += wait
 
 
