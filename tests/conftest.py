@@ -44,11 +44,15 @@ def store(redis_client: redis.Redis) -> StateStore:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test gets its own data dir and no stray config from the developer's shell."""
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Each test gets its own data dir and no stray config from the developer's shell; an
+    embedded Redis that a command under test started in that data dir is stopped after it."""
     monkeypatch.setenv("ACW_DATA_DIR", str(tmp_path / "data"))
     for name in ("ACW_CONFIG", "ACW_BROKER_URL", "ACW_REDIS_URL", "ACW_GENERIC_SECRET"):
         monkeypatch.delenv(name, raising=False)
     from acw_sync.runtime import reset_runtime
 
     reset_runtime()
+    yield
+    reset_runtime()
+    EmbeddedRedis(tmp_path / "data" / "redis").stop()
