@@ -18,7 +18,7 @@ import secrets
 from base64 import b64encode
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -38,6 +38,9 @@ from acw_sync.conditions import ConditionProblem, parse_condition
 from acw_sync.model import Priority, TaskType
 from acw_sync.phone import to_e164
 from acw_sync.templates import TemplateProblem, check_template
+
+if TYPE_CHECKING:
+    from acw_sync.analyzer import AnalyzerSettings
 
 __all__ = [
     "AppConfig",
@@ -438,26 +441,19 @@ class AppConfig(_Strict):
             seen.add(rule.id)
         return self
 
-    def analyzer_settings(self) -> Any:
-        """The ``analyzer`` section as ``acw_sync.analyzer.AnalyzerSettings``; None without it.
+    def analyzer_settings(self) -> AnalyzerSettings:
+        """The ``analyzer`` section as ``acw_sync.analyzer.AnalyzerSettings``.
 
-        The hook between this config and the analyzer package: the analyzer owns the section's
-        shape. Its ``timezone`` (the zone promised times like "Thursday at 3" are read in)
-        defaults to the calendar's, so promises and business hours agree.
+        The analyzer owns the section's shape. Its ``timezone`` (the zone promised times like
+        "Thursday at 3" are read in) defaults to the calendar's, so promises and business hours
+        agree.
         """
-        import importlib
+        from acw_sync.analyzer import AnalyzerSettings  # not at import: the server never needs it
 
-        try:
-            module = importlib.import_module("acw_sync.analyzer")
-        except ImportError:
-            return None
-        settings = getattr(module, "AnalyzerSettings", None)
-        if settings is None:
-            return None
         data = dict(self.analyzer)
         if self.calendar is not None:
             data.setdefault("timezone", self.calendar.timezone)
-        return settings.model_validate(data)
+        return AnalyzerSettings.model_validate(data)
 
     def business_calendar(self, team: str | None = None) -> BusinessCalendar:
         """The calendar of the centre, or of ``team`` when it has its own (``calendar.teams``)."""

@@ -39,6 +39,7 @@ __all__ = [
     "StatusReport",
     "WorkerBeat",
     "circuit_state",
+    "format_age",
     "gather_status",
     "recent_calls",
 ]
@@ -49,6 +50,16 @@ STATS_WINDOW = 15
 """Minutes of sync attempts behind the success rate."""
 _STATS_TTL = 2 * 3600
 _KOMBU_PRIORITY_SEP = "\x06\x16"
+
+
+def format_age(seconds: float | None) -> str:
+    """``42 s``, ``17 min``, ``3 h 5 min``: how old something is, for the CLI and the page."""
+    s = int(seconds or 0)
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 def _k(store: StateStore, *parts: str) -> str:

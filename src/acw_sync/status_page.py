@@ -30,7 +30,7 @@ from starlette.routing import Route
 from acw_sync.config import AppConfig
 from acw_sync.logs import mask_phones
 from acw_sync.metrics import StateCollector, instrument_webhooks, scrape_registry
-from acw_sync.status import BrokerProbe, StatusReport, gather_status, recent_calls
+from acw_sync.status import BrokerProbe, StatusReport, format_age, gather_status, recent_calls
 from acw_sync.store import StateStore
 
 __all__ = ["COOKIE", "instrument_webhooks", "ops_routes"]
@@ -53,15 +53,6 @@ def _utc(value: float | None) -> str:
     return datetime.fromtimestamp(float(value), UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _duration(seconds: float | None) -> str:
-    s = int(seconds or 0)
-    if s < 120:
-        return f"{s} s"
-    if s < 7200:
-        return f"{s // 60} min"
-    return f"{s // 3600} h {s % 3600 // 60} min"
-
-
 def _safe_url(url: Any) -> bool:
     return isinstance(url, str) and url.startswith(("https://", "http://"))
 
@@ -70,7 +61,7 @@ _env = Environment(
     loader=PackageLoader("acw_sync", "templates"),
     autoescape=select_autoescape(["html"]),
 )
-_env.filters.update(utc=_utc, duration=_duration, mask=mask_phones, safe_url=_safe_url)
+_env.filters.update(utc=_utc, duration=format_age, mask=mask_phones, safe_url=_safe_url)
 
 
 def _cookie_value(token: str) -> str:

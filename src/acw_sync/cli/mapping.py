@@ -15,7 +15,6 @@ its SQLite file, creating an empty one if none exists, and writes nothing into i
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -112,15 +111,11 @@ def _owner(config: AppConfig, instance: str, record: CallRecord) -> tuple[str | 
 
 
 def offline_analysis(config: AppConfig, record: CallRecord) -> Analysis | None:
-    """The analyzer's wrap-up of ``record``, offline (no LLM call in a preview); None when the
-    analyzer package is not installed."""
-    settings = config.analyzer_settings()
-    if settings is None:
-        return None
-    module = importlib.import_module("acw_sync.analyzer")
-    context = module.AnalysisContext.from_settings(settings)
-    result = module.OfflineAnalyzer().analyze(record, context)
-    return result if isinstance(result, Analysis) else None
+    """The analyzer's wrap-up of ``record``, offline (no LLM call in a preview)."""
+    from acw_sync.analyzer import AnalysisContext, OfflineAnalyzer
+
+    context = AnalysisContext.from_settings(config.analyzer_settings())
+    return OfflineAnalyzer().analyze(record, context)
 
 
 def dry_run(

@@ -50,15 +50,6 @@ def serve_worker_metrics(host: str, port: int) -> str:
     return directory
 
 
-def _age(seconds: float | None) -> str:
-    s = int(seconds or 0)
-    if s < 120:
-        return f"{s} s"
-    if s < 7200:
-        return f"{s // 60} min"
-    return f"{s // 3600} h {s % 3600 // 60} min"
-
-
 def _mark(ok: bool) -> str:
     return "[green]ok[/green]" if ok else "[bold red]FAIL[/bold red]"
 
@@ -69,7 +60,7 @@ def status(as_json: bool) -> None:
     """Is everything flowing? Broker, queues, workers, connectors, dead letters."""
     from acw_sync.embedded import broker_url
     from acw_sync.runtime import get_runtime
-    from acw_sync.status import BrokerProbe, gather_status
+    from acw_sync.status import BrokerProbe, format_age, gather_status
 
     try:
         broker = BrokerProbe(broker_url(start=False))
@@ -101,7 +92,7 @@ def status(as_json: bool) -> None:
         oldest = report.oldest_unsynced
         console.print(
             f"oldest unsynced: {oldest['call_key']} -> {oldest['connector']}, "
-            f"queued {_age(oldest['age'])} ago"
+            f"queued {format_age(oldest['age'])} ago"
         )
     table = Table(title=f"Connectors (last {report.window_minutes} min)")
     for column in ("instance", "type", "success", "attempts", "circuit", "dead", "last error"):
@@ -111,7 +102,7 @@ def status(as_json: bool) -> None:
         error = "-"
         if c.last_error:
             error = (
-                f"{_age(time.time() - c.last_error['at'])} ago {c.last_error['reason']}: "
+                f"{format_age(time.time() - c.last_error['at'])} ago {c.last_error['reason']}: "
                 f"{c.last_error['error'][:80]} ({c.last_error['call_key']})"
             )
         table.add_row(
@@ -126,8 +117,8 @@ def status(as_json: bool) -> None:
             w.hostname,
             str(w.pid),
             str(w.concurrency or "-"),
-            _age(time.time() - w.started_at) if w.started_at else "-",
-            f"{_age(time.time() - w.beat_at)} ago",
+            format_age(time.time() - w.started_at) if w.started_at else "-",
+            f"{format_age(time.time() - w.beat_at)} ago",
             f":{w.metrics_port}" if w.metrics_port else "-",
         )
     console.print(workers)
