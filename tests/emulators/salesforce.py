@@ -7,16 +7,28 @@ subset of :mod:`tests.emulators.salesforce_soql`; restricted picklists and creat
 (Task ``Status`` Not Started, ``Priority`` Normal, ``TaskSubtype`` Task); ``TaskSubtype`` not
 updateable; error bodies as JSON lists with ``errorCode``; ``Sforce-Limit-Info`` on every
 answer; sObject Collections (≤ 200 records, per-record ``statusCode`` errors, ``allOrNone``);
-the OAuth token endpoint (client credentials, JWT bearer) and SOAP ``login()``.
+Composite (``POST composite``): every subrequest evaluated as if it had been sent alone, the whole
+counted as one API call, at most 25 subrequests of which at most 5 query or sObject Collections
+ones ("You can have up to 25 subrequests in a single call. Up to 5 of these subrequests can be
+sObject Collections or query operations, including Query and QueryAll requests.", REST API
+Developer Guide, Send Multiple Requests Using Composite,
+https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm),
+refused as a whole in the composite shape with ``LIMIT_EXCEEDED`` as Salesforce does (the 25
+message as seen in production, guardian/support-service-lambdas#766; the top-level status, 400
+here, and the 5-query message are the emulator's); the 16,384-byte URI limit of a plain request
+(414, Knowledge article 000386264) and the 100,000-character SOQL limit; the OAuth token
+endpoint (client credentials, JWT bearer) and SOAP ``login()``.
 
 Switchable faults (:meth:`SalesforceOrg.inject`): an expired session, a 401 that persists,
 revoked credentials, lock contention, the daily quota spent, the concurrent-request limit,
 503s, slow answers, a validation rule or duplicate rule refusing a write; and
-``call_center=False`` for an org without the call-centre Task fields.
+``call_center=False`` for an org without the call-centre Task fields;
+:meth:`SalesforceOrg.refuse_queries` makes some queries fail (alone or as a subrequest).
 
-Not emulated: SOSL, relationship queries, aggregates, date literals, composite/graph/batch,
-Bulk API, sharing and field-level security, triggers, real validation and duplicate rules
-(inject them as faults).
+Not emulated: SOSL, relationship queries, aggregates, date literals, composite ``allOrNone:
+true`` and ``@{reference}`` substitution, composite/graph/batch, Bulk API, sharing and
+field-level security (delete a field from ``org.schema`` to hide it), triggers, real validation
+and duplicate rules (inject them as faults).
 """
 
 from __future__ import annotations
@@ -266,6 +278,7 @@ class SalesforceOrg:
         self.delay = 0.0
         self.refused_queries: dict[str, tuple[str, str]] = {}
         self.log: list[tuple[str, str]] = []
+        self.soql_log: list[str] = []  # every SOQL statement asked, alone or in a composite
         self.logins = 0
         self.api_user = self.insert("User", {"Username": self.username, "Email": self.username})
 
@@ -530,6 +543,7 @@ class SalesforceOrg:
         return out
 
     def query(self, soql: str) -> dict[str, Any]:
+        self.soql_log.append(soql)
         if len(soql) > MAX_SOQL:  # the limit is documented; code and message are the emulator's
             raise SfError(400, "MALFORMED_QUERY", f"SOQL statements cannot exceed {MAX_SOQL}")
         for needle, (code, message) in list(self.refused_queries.items()):
