@@ -156,3 +156,43 @@ def test_connector_errors_propagate_and_resume(store: StateStore, tmp_path: Path
     assert sync_call(store, pool, "crm", key).status == "synced"
     assert len(crm.query("SELECT * FROM activities")) == 1
     assert len(crm.query("SELECT * FROM tasks")) == 1
+
+
+def test_the_worker_store_path_stores_merges_and_saves_in_two_scripts(store: StateStore) -> None:
+    """``process_event``'s two round trips: the event stored and the call read back (a
+    redelivery is reported), then the record saved, the inbox entry done and, for an ended
+    call, the figures flag taken exactly once; a record of fewer events never wins."""
+    from acw_sync.merge import merge_events
+    from acw_sync.status import figures_key
+
+    base = {"provider": "generic", "call_id": "two-trips"}
+    started = CallEvent(
+        event_id="tt-s", type=EventType.STARTED, occurred_at=T0, started_at=T0,
+        customer_number="+14155550100", **base,  # type: ignore[arg-type]
+    )  # fmt: skip
+    ended = CallEvent(
+        event_id="tt-e", type=EventType.ENDED, occurred_at=T0 + timedelta(seconds=60),
+        ended_at=T0 + timedelta(seconds=60), outcome=CallOutcome.COMPLETED,
+        **base,  # type: ignore[arg-type]
+    )  # fmt: skip
+    store.inbox_add([started, ended])
+    added, events = store.add_event_and_events(ended)
+    assert added and [e.event_id for e in events] == ["tt-e"]
+    added, events = store.add_event_and_events(started)
+    assert added and sorted(e.event_id for e in events) == ["tt-e", "tt-s"]
+    assert store.add_event_and_events(started)[0] is False  # a redelivery
+    # Events come back equal to what was stored (parsed once, whichever process stored them).
+    assert {e.event_id: e for e in events} == {
+        e.event_id: e for e in store.events(started.call_key)
+    }
+
+    full = merge_events(events)
+    flag = figures_key(store, full.key)
+    assert store.save_merged(full, "tt-s", figures_key=flag) is True
+    assert store.save_merged(full, "tt-e", figures_key=flag) is False  # once per call
+    assert store.record(full.key) == full
+    assert store.recent_calls() == [full.key]
+    assert store.inbox_stale(older_than=-1) == []
+    partial = merge_events([ended])
+    assert store.save_merged(partial, "tt-e") is False
+    assert store.record(full.key) == full  # never regresses

@@ -60,10 +60,54 @@ end
 return 0
 """
 
+_ADD_EVENT = """
+local added = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {added, redis.call('HVALS', KEYS[1])}
+"""
+
+# The record (as _SAVE_RECORD), the recent-calls index, the inbox entry done, and, for an
+# ended call, the "ACW figures observed" flag (KEYS[5], optional): one EVALSHA.
+_SAVE_MERGED = """
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '-1')
+if tonumber(ARGV[1]) >= n then
+  redis.call('HSET', KEYS[1], 'n', ARGV[1], 'json', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+redis.call('HDEL', KEYS[3], ARGV[6])
+redis.call('ZREM', KEYS[4], ARGV[6])
+if KEYS[5] and redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[3]) then
+  return 1
+end
+return 0
+"""
+
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+#: Parsed events by their stored JSON, so that merging a call's M events does not validate
+#: all M again for every new event. Parsing is a pure function of the JSON, so a hit is the
+#: same event; the entries are shared, and merging never mutates them.
+_PARSED_MAX = 4096
+_parsed: dict[str, CallEvent] = {}
+
+
+def _parse_event(raw: str) -> CallEvent:
+    event = _parsed.get(raw)
+    if event is None:
+        event = _remember_event(raw, CallEvent.model_validate_json(raw))
+    return event
+
+
+def _remember_event(raw: str, event: CallEvent) -> CallEvent:
+    if len(_parsed) >= _PARSED_MAX:
+        del _parsed[next(iter(_parsed))]  # the oldest: its call is most likely over
+    _parsed[raw] = event
+    return event
 
 
 class LockBusy(Exception):
@@ -94,6 +138,8 @@ class StateStore:
         self.redis = client
         self.prefix = prefix
         self._save_record = client.register_script(_SAVE_RECORD)
+        self._add_event = client.register_script(_ADD_EVENT)
+        self._save_merged = client.register_script(_SAVE_MERGED)
         self._release = client.register_script(_RELEASE_LOCK)
 
     @classmethod
@@ -222,14 +268,14 @@ class StateStore:
         return bool(added)
 
     def add_event_and_events(self, event: CallEvent) -> tuple[bool, list[CallEvent]]:
-        """:meth:`add_event` and then :meth:`events` of its call, in one round trip."""
-        key = self.k("events", event.call_key)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hsetnx(key, event.event_id, event.model_dump_json())
-        pipe.expire(key, CALL_TTL)
-        pipe.hgetall(key)
-        added, _, raw = pipe.execute()
-        return bool(added), [CallEvent.model_validate_json(v) for v in raw.values()]
+        """:meth:`add_event` and then :meth:`events` of its call, in one round trip (one
+        script). Events parsed before (in this process) are not validated again."""
+        raw = event.model_dump_json()
+        _remember_event(raw, event)
+        added, stored = self._add_event(
+            keys=[self.k("events", event.call_key)], args=[event.event_id, raw, CALL_TTL]
+        )
+        return bool(added), [_parse_event(v) for v in stored]
 
     def events(self, call_key: str) -> list[CallEvent]:
         raw = cast(dict[str, str], self.redis.hgetall(self.k("events", call_key)))
@@ -254,6 +300,34 @@ class StateStore:
                 # A restarted or flushed Redis: load it again (same sha, or the fixed one).
                 self._save_record.sha = self.redis.script_load(_SAVE_RECORD)
         return True
+
+    def save_merged(
+        self, record: CallRecord, event_id: str, *, figures_key: str | None = None
+    ) -> bool:
+        """After merging ``event_id`` into ``record``: :meth:`save_record`, then
+        :meth:`inbox_done` for the event, in one round trip (one script).
+
+        With ``figures_key`` (an ended call), that key is also set unless it exists; True
+        when this call set it (the call's ACW figures are to be observed, once).
+        """
+        at = record.last_event_at or record.ended_at or record.started_at
+        keys = [
+            self.k("record", record.key),
+            self.k("calls"),
+            self.k("inbox"),
+            self.k("inbox", "index"),
+        ]
+        if figures_key is not None:
+            keys.append(figures_key)
+        args = (
+            len(record.event_ids),
+            record.model_dump_json(),
+            CALL_TTL,
+            at.timestamp() if at else time.time(),
+            record.key,
+            event_id,
+        )
+        return bool(self._save_merged(keys=keys, args=args))
 
     def record(self, call_key: str) -> CallRecord | None:
         raw = self.redis.hget(self.k("record", call_key), "json")

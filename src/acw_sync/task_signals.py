@@ -82,7 +82,8 @@ def _store() -> StateStore:
 
 # -- around each task -------------------------------------------------------------------------
 
-_started: dict[str, float] = {}
+#: task id -> (wall clock, this thread's CPU clock) when the task started.
+_started: dict[str, tuple[float, float]] = {}
 
 
 def _bind_context(
@@ -95,7 +96,7 @@ def _bind_context(
         attempt = int(carried if carried is not None else (task.request.retries or 0)) + 1
         bind_call(task_id=task_id, task=task.name, attempt=attempt)
         bind_call(**call_fields(task.name, args, kwargs))
-        _started[task_id] = time.perf_counter()
+        _started[task_id] = (time.perf_counter(), time.thread_time())
 
 
 def _after_task(
@@ -108,8 +109,12 @@ def _after_task(
     state: str | None = None,
     **_: Any,
 ) -> None:
+    clocks = _started.pop(task_id, None)
+    started = clocks[0] if clocks else None
     try:
-        started = _started.pop(task_id, None)
+        if task.name == PROCESS_EVENT:
+            with _guard("call figures"):  # the flag is taken: observe whatever the outcome
+                _observe_figures(task)
         fields = call_fields(task.name, args, kwargs)
         if state != "SUCCESS":
             return  # retries and failures are counted by their own signals
@@ -118,9 +123,12 @@ def _after_task(
                 _sync_done(fields["connector"], fields["call_key"], str(retval), started)
         elif task.name == PROCESS_EVENT:
             with _guard("postrun event"):
-                _event_done(fields.get("provider") or "?", fields.get("call_key"), str(retval))
+                _event_done(fields.get("provider") or "?", str(retval))
     finally:
         clear_call()
+        if clocks is not None:  # the task and these hooks: what the task cost this process
+            with _guard("task cpu"):
+                metrics.TASK_CPU.labels(task.name).inc(max(0.0, time.thread_time() - clocks[1]))
 
 
 def _sync_done(instance: str, call_key: str, result: str, started: float | None) -> None:
@@ -142,13 +150,15 @@ def _sync_done(instance: str, call_key: str, result: str, started: float | None)
         )
 
 
-def _event_done(provider: str, call_key: str | None, result: str) -> None:
+def _event_done(provider: str, result: str) -> None:
     metrics.EVENTS_PROCESSED.labels(provider, result).inc()
-    if result != "queued" or not call_key:
-        return
-    store = _store()
-    record = store.record(call_key)
-    if record is not None and record.ended and status.first_figures(store, call_key):
+
+
+def _observe_figures(task: Any) -> None:
+    """An ended call's ACW figures, once per call: ``process_event`` leaves the record on
+    the request when it set the call's figures flag (with the record, in one round trip)."""
+    record = getattr(task.request, "acw_figures", None)
+    if record is not None:
         metrics.observe_call_figures(record)
 
 

@@ -35,7 +35,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from acw_sync import batch
+from acw_sync import batch, status
 from acw_sync.circuit import CircuitSettings
 from acw_sync.embedded import broker_url
 from acw_sync.errors import (
@@ -194,18 +194,21 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
     runtime = get_runtime()
     parsed = CallEvent.model_validate(event)
     store = runtime.store
+    # Two round trips: store the event and read the call's events; save the merged record and
+    # take the event off the inbox (stored: from here on the reconciler covers the call).
     added, events = store.add_event_and_events(parsed)
     record = merge_events(events)
-    store.save_record(record)
-    bound = log.bind(
-        event_id=parsed.event_id,
-        call_key=parsed.call_key,
-        provider=parsed.provider,
-        event_type=parsed.type.value,
-    )
-    bound.info("event merged", duplicate=not added, ended=record.ended)
-    # Stored: from here on the reconciler covers the call, the inbox entry is no longer needed.
-    store.inbox_done(parsed.event_id)
+    figures = status.figures_key(store, record.key) if record.ended else None
+    if store.save_merged(record, parsed.event_id, figures_key=figures):
+        # The call's ACW figures are due (once per call): task_signals observes them.
+        self.request.acw_figures = record
+    fields = {
+        "event_id": parsed.event_id,
+        "call_key": parsed.call_key,
+        "provider": parsed.provider,
+        "event_type": parsed.type.value,
+    }
+    log.info("event merged", duplicate=not added, ended=record.ended, **fields)
     if not record.ended:
         return "merged"
     team = record.agent.team if record.agent else None
@@ -219,11 +222,11 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
         if window > 0:  # batched: one sync_batch per window collects this call with others
             if batch.queue_call(store, instance, record.key, window) or redelivered:
                 sync_batch.apply_async(args=[instance], countdown=window)
-            bound.info("sync batched", connector=instance)
+            log.info("sync batched", connector=instance, **fields)
             continue
         if store.mark_pending(instance, record.key) or redelivered:
             sync_call.apply_async(args=[instance, record.key], kwargs={"first_seen": time.time()})
-            bound.info("sync queued", connector=instance)
+            log.info("sync queued", connector=instance, **fields)
     return "queued"
 
 
