@@ -391,7 +391,9 @@ class StateStore:
             else:
                 mapping[name] = str(value)
         key = self.k("ledger", instance, call_key)
-        pipe = self.redis.pipeline()
+        # One round trip without MULTI/EXEC (a flush writes several fields per call): the TTL
+        # only bounds the key's life, nothing reads the two commands as one.
+        pipe = self.redis.pipeline(transaction=False)
         pipe.hset(key, mapping=cast(Any, mapping))
         pipe.expire(key, CALL_TTL)
         pipe.execute()

@@ -13,11 +13,13 @@ A failure in here is logged and swallowed: observability never fails a task.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -82,8 +84,18 @@ def _store() -> StateStore:
 
 # -- around each task -------------------------------------------------------------------------
 
-#: task id -> (wall clock, this thread's CPU clock) when the task started.
-_started: dict[str, tuple[float, float]] = {}
+
+@dataclass(slots=True)
+class _Running:
+    """What the hooks around one task share: its call fields and when it started."""
+
+    fields: dict[str, Any]
+    wall: float
+    cpu: float
+    """This thread's CPU clock at the start."""
+
+
+_running: dict[str, _Running] = {}
 
 
 def _bind_context(
@@ -94,9 +106,9 @@ def _bind_context(
         # The task may carry its own count of real failures (deferrals are not attempts).
         carried = (kwargs or {}).get("attempt") if isinstance(kwargs, dict) else None
         attempt = int(carried if carried is not None else (task.request.retries or 0)) + 1
-        bind_call(task_id=task_id, task=task.name, attempt=attempt)
-        bind_call(**call_fields(task.name, args, kwargs))
-        _started[task_id] = (time.perf_counter(), time.thread_time())
+        fields = call_fields(task.name, args, kwargs)
+        bind_call(task_id=task_id, task=task.name, attempt=attempt, **fields)
+        _running[task_id] = _Running(fields, time.perf_counter(), time.thread_time())
 
 
 def _after_task(
@@ -109,26 +121,37 @@ def _after_task(
     state: str | None = None,
     **_: Any,
 ) -> None:
-    clocks = _started.pop(task_id, None)
-    started = clocks[0] if clocks else None
+    running = _running.pop(task_id, None)
     try:
         if task.name == PROCESS_EVENT:
             with _guard("call figures"):  # the flag is taken: observe whatever the outcome
                 _observe_figures(task)
-        fields = call_fields(task.name, args, kwargs)
         if state != "SUCCESS":
             return  # retries and failures are counted by their own signals
+        fields = running.fields if running else call_fields(task.name, args, kwargs)
         if task.name == SYNC_CALL:
             with _guard("postrun sync"):
+                started = running.wall if running else None
                 _sync_done(fields["connector"], fields["call_key"], str(retval), started)
         elif task.name == PROCESS_EVENT:
             with _guard("postrun event"):
                 _event_done(fields.get("provider") or "?", str(retval))
     finally:
         clear_call()
-        if clocks is not None:  # the task and these hooks: what the task cost this process
+        if running is not None:  # the task and these hooks: what the task cost this process
             with _guard("task cpu"):
-                metrics.TASK_CPU.labels(task.name).inc(max(0.0, time.thread_time() - clocks[1]))
+                _task_cpu(task.name).inc(max(0.0, time.thread_time() - running.cpu))
+
+
+@functools.cache
+def _task_cpu(task_name: str) -> Any:
+    return metrics.TASK_CPU.labels(task_name)
+
+
+@functools.cache
+def _events_processed(provider: str, result: str) -> Any:
+    # Label values come from the config's providers and a fixed set of results: bounded.
+    return metrics.EVENTS_PROCESSED.labels(provider, result)
 
 
 def _sync_done(instance: str, call_key: str, result: str, started: float | None) -> None:
@@ -151,7 +174,7 @@ def _sync_done(instance: str, call_key: str, result: str, started: float | None)
 
 
 def _event_done(provider: str, result: str) -> None:
-    metrics.EVENTS_PROCESSED.labels(provider, result).inc()
+    _events_processed(provider, result).inc()
 
 
 def _observe_figures(task: Any) -> None:
