@@ -47,7 +47,6 @@ from acw_sync.errors import (
     RetryableError,
 )
 from acw_sync.guard import Deferred, Guard, in_doubt
-from acw_sync.merge import merge_events
 from acw_sync.model import CallEvent
 from acw_sync.parking import Scheduler
 from acw_sync.runtime import get_runtime, reset_runtime
@@ -194,12 +193,11 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
     runtime = get_runtime()
     parsed = CallEvent.model_validate(event)
     store = runtime.store
-    # Two round trips: store the event and read the call's events; save the merged record and
+    # One or two round trips: store the event, merge the call's events, save the record and
     # take the event off the inbox (stored: from here on the reconciler covers the call).
-    added, events = store.add_event_and_events(parsed)
-    record = merge_events(events)
-    figures = status.figures_key(store, record.key) if record.ended else None
-    if store.save_merged(record, parsed.event_id, figures_key=figures):
+    figures = status.figures_key(store, parsed.call_key)
+    added, record, figures_due = store.merge_event(parsed, figures_key=figures)
+    if figures_due:
         # The call's ACW figures are due (once per call): task_signals observes them.
         self.request.acw_figures = record
     fields = {
