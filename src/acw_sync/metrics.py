@@ -46,6 +46,7 @@ __all__ = [
     "RETRIES",
     "SYNCS",
     "SYNC_DURATION",
+    "TASK_CPU",
     "WEBHOOKS_ACCEPTED",
     "WEBHOOKS_RECEIVED",
     "WEBHOOKS_REJECTED",
@@ -101,6 +102,12 @@ RETRIES = Counter(
     "acw_task_retries_total",
     "Task retries scheduled, by task, connector instance and error reason",
     ["task", "connector", "reason"],
+)
+TASK_CPU = Counter(
+    "acw_task_cpu_seconds_total",
+    "CPU seconds spent running tasks in worker pool processes, by task (Celery's own "
+    "bookkeeping around the task and the consumer process are not included)",
+    ["task"],
 )
 DEAD_LETTERS = Counter(
     "acw_dead_letters_total", "Syncs moved to the dead-letter store", ["connector", "reason"]
