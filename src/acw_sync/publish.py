@@ -8,7 +8,9 @@ that is the ingest server's whole budget. Two publishers share one signature,
 * :class:`RedisPublisher` (broker ``redis://``, ``rediss://`` or ``unix://``): builds the
   message kombu's Redis transport would build (the envelope below, body base64) and pushes the
   whole batch with one ``LPUSH``. The format is pinned by a test against ``apply_async``'s, and
-  a real Celery worker consumes it in the end-to-end tests.
+  a real Celery worker consumes it in the end-to-end tests. The ingest server calls its
+  :meth:`~RedisPublisher.publish_async` (``redis.asyncio``, on the event loop, with the event
+  JSON the server already has).
 * :func:`celery_publisher` (any other broker: RabbitMQ, ``sentinel://``): ``apply_async`` per
   event on one producer, with Celery's publish retry policy.
 
@@ -17,14 +19,17 @@ Must not touch: the task's behaviour (``acw_sync.tasks``) or the state store.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import socket
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
+import redis.asyncio as aredis
 
 from acw_sync.model import CallEvent
 
@@ -33,6 +38,11 @@ __all__ = ["PublishMany", "RedisPublisher", "celery_publisher", "publisher_for"]
 PublishMany = Callable[[Sequence[CallEvent]], None]
 
 TASK_NAME = "acw.process_event"
+_CLIENT_SETTINGS: dict[str, Any] = {
+    "socket_timeout": 5,
+    "socket_connect_timeout": 3,
+    "health_check_interval": 15,
+}
 _BODY_TAIL = b'], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]'
 
 
@@ -40,10 +50,11 @@ class RedisPublisher:
     """Celery task messages for kombu's Redis transport, one ``LPUSH`` per batch."""
 
     def __init__(self, url: str, queue: str = "acw") -> None:
+        self.url = url
         self.queue = queue
-        self.redis = redis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=15
-        )
+        self.redis = redis.Redis.from_url(url, **_CLIENT_SETTINGS)
+        self._async: aredis.Redis | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._origin_json = json.dumps(f"gen{os.getpid()}@{socket.gethostname()}")
         self._queue_json = json.dumps(queue)
         # kombu derives the reply-to from the app's oid: any stable uuid serves (no results).
@@ -98,6 +109,17 @@ class RedisPublisher:
         messages = [self.message(e.model_dump_json(), e) for e in events]
         # One LPUSH keeps the batch's order for the consumer's BRPOP (first in, first out).
         self.redis.lpush(self.queue, *messages)
+
+    async def publish_async(self, events: Sequence[CallEvent], jsons: Sequence[str]) -> None:
+        """:meth:`__call__` on the running event loop; ``jsons`` are the events'
+        ``model_dump_json()``, one per event."""
+        if not events:
+            return
+        messages = [self.message(j, e) for e, j in zip(events, jsons, strict=True)]
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._loop is not loop:  # a connection belongs to its loop
+            self._async, self._loop = aredis.Redis.from_url(self.url, **_CLIENT_SETTINGS), loop
+        await self._async.lpush(self.queue, *messages)
 
     def close(self) -> None:
         self.redis.close()

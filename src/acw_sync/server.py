@@ -43,6 +43,7 @@ from acw_sync.errors import ConfigError
 from acw_sync.model import CallEvent
 from acw_sync.openapi import openapi_document
 from acw_sync.provider import Provider, available_providers
+from acw_sync.publish import RedisPublisher, publisher_for
 from acw_sync.status_page import ops_routes
 from acw_sync.store import StateStore
 
@@ -116,9 +117,15 @@ class Ingest:
 
 def create_app(ingest: Ingest) -> IngestApp:
     """The server's ASGI app: the webhook endpoint, health, OpenAPI and the ops routes."""
+    publisher = ingest.publish_many
+    enqueuer = Enqueuer(
+        ingest.store,
+        ingest.publish_batch,
+        publish_async=publisher.publish_async if isinstance(publisher, RedisPublisher) else None,
+    )
     webhooks = WebhookEndpoint(
         ingest.providers,
-        Enqueuer(ingest.store, ingest.publish_batch),
+        enqueuer,
         max_body_bytes=ingest.config.server.max_body_bytes,
         public_base_url=ingest.config.server.public_base_url,
         body_timeout=BODY_TIMEOUT,
@@ -170,7 +177,6 @@ def create_app(ingest: Ingest) -> IngestApp:
 
 def build_app() -> IngestApp:
     """The production app: config, state store and the Celery publisher of this process."""
-    from acw_sync.publish import publisher_for
     from acw_sync.runtime import get_runtime
     from acw_sync.tasks import app as celery_app
     from acw_sync.tasks import configure_broker, process_event
