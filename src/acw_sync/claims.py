@@ -116,12 +116,14 @@ class DeliveryClaims:
         self.redis = async_twin(store.redis)
         self._claim = self.redis.register_script(_CLAIM_AND_JOURNAL)
         self._confirm = self.redis.register_script(_CONFIRM)
+        self._inbox = store.k("inbox")
+        self._index = store.k("inbox", "index")
 
     def _key(self, provider: str, delivery_id: str) -> str:
         return self.store.k("dedupe", provider, delivery_id)
 
     async def claim_and_journal(
-        self, keys: Sequence[tuple[str, str]], events: Sequence[tuple[str, str]]
+        self, keys: Sequence[tuple[str, str]], events: Sequence[tuple[str, bytes]]
     ) -> list[bool]:
         """Claim each ``(provider, delivery id)`` provisionally; journal the claimed ones.
 
@@ -131,13 +133,12 @@ class DeliveryClaims:
         """
         if not keys:
             return []
+        # Bytes where they are at hand: redis-py passes them through without re-encoding.
         args: list[Any] = [CLAIM_TTL, time.time()]
         for event_id, event_json in events:
             args += (event_id, event_json)
         answer = await self._claim(
-            keys=[self.store.k("inbox"), self.store.k("inbox", "index")]
-            + [self._key(p, d) for p, d in keys],
-            args=args,
+            keys=[self._inbox, self._index, *(self._key(p, d) for p, d in keys)], args=args
         )
         return [bool(flag) for flag in answer]
 
@@ -154,8 +155,8 @@ class DeliveryClaims:
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(*(self._key(p, d) for p, d in keys))
         if event_ids:
-            pipe.hdel(self.store.k("inbox"), *event_ids)
-            pipe.zrem(self.store.k("inbox", "index"), *event_ids)
+            pipe.hdel(self._inbox, *event_ids)
+            pipe.zrem(self._index, *event_ids)
         await pipe.execute()
 
     async def close(self) -> None:

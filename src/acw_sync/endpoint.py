@@ -66,6 +66,9 @@ BODY_TIMEOUT = 10.0
 #: worst); larger ones in a worker thread.
 INLINE_SCAN_BYTES = 8 * 1024
 
+#: Distinct (scheme, host, path, query) URLs remembered; the memo is emptied when full.
+_URL_MEMO_MAX = 1024
+
 _JSON_SPECIAL = re.compile(rb'["\\\[\]{}]')
 _PREFIX = "/webhooks/"
 
@@ -154,6 +157,7 @@ class WebhookEndpoint:
         self.base_url = public_base_url.rstrip("/") if public_base_url else None
         self.body_timeout = body_timeout
         self.metrics = WebhookMetrics(providers)
+        self._urls: dict[tuple[Any, ...], tuple[str, str]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI app for a scope routed by Starlette (provider in ``path_params``)."""
@@ -182,12 +186,11 @@ class WebhookEndpoint:
             await error_response(404, f"unknown provider {name!r}")(scope, receive, send)
             return 404, ""
         try:
-            headers = {
-                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
-            }
+            raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
             body = await self._read_body(receive, headers)
             now = datetime.now(UTC)
-            hook = self._request(scope, headers, body, now)
+            hook = self._request(scope, raw_headers, headers, body, now)
             handshake = provider.handshake(hook, now)
             if handshake is not None:
                 log.info("handshake answered", provider=name)
@@ -245,15 +248,15 @@ class WebhookEndpoint:
         return body
 
     def _request(
-        self, scope: Scope, headers: dict[str, str], body: bytes, now: datetime
+        self,
+        scope: Scope,
+        raw_headers: list[tuple[bytes, bytes]],
+        headers: dict[str, str],
+        body: bytes,
+        now: datetime,
     ) -> WebhookRequest:
-        url = URL(scope=scope)  # Starlette's, so that signed URLs (Twilio) read the same
-        path = url.path
         query_string: bytes = scope.get("query_string", b"")
-        if self.base_url:
-            public = self.base_url + path + ("?" + url.query if url.query else "")
-        else:
-            public = str(url)
+        url, path = self._url(scope, raw_headers, query_string)
         query = (
             tuple(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
             if query_string
@@ -261,13 +264,32 @@ class WebhookEndpoint:
         )
         return WebhookRequest(
             method=scope["method"],
-            url=public,
+            url=url,
             path=path,
             headers=headers,
             body=body,
             query=query,
             received_at=now,
         )
+
+    def _url(
+        self, scope: Scope, raw_headers: list[tuple[bytes, bytes]], query_string: bytes
+    ) -> tuple[str, str]:
+        """The public URL and the path, as Starlette's ``request.url`` reads them (signed
+        URLs, Twilio's, must read the same), remembered per distinct request line and host."""
+        host = next((v for k, v in raw_headers if k == b"host"), None)  # the first, as Starlette
+        server = scope.get("server")
+        key = (scope.get("scheme"), host, server and tuple(server), scope["path"], query_string)
+        known = self._urls.get(key)
+        if known is None:
+            url = URL(scope=scope)
+            public = str(url)
+            if self.base_url:
+                public = self.base_url + url.path + ("?" + url.query if url.query else "")
+            if len(self._urls) >= _URL_MEMO_MAX:
+                self._urls.clear()
+            known = self._urls[key] = (public, url.path)
+        return known
 
     async def _enqueue(self, send: Send, name: str, events: list[CallEvent]) -> tuple[int, str]:
         if not events:

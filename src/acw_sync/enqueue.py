@@ -40,8 +40,8 @@ log = structlog.get_logger("acw_sync.server")
 #: script holds Redis, and the latency the first request of a large flush pays for the others.
 MAX_BATCH = 512
 
-PublishAsync = Callable[[Sequence[CallEvent], Sequence[str]], Awaitable[None]]
-"""Publish events given with their JSON (``model_dump_json``), on the event loop."""
+PublishAsync = Callable[[Sequence[CallEvent], Sequence[bytes]], Awaitable[None]]
+"""Publish events given with their JSON (``model_dump_json``, encoded), on the event loop."""
 
 
 @dataclass
@@ -131,16 +131,16 @@ class Enqueuer:
         """Claim, journal and publish ``batch``: each request's outcome, and the keys claimed."""
         claims = self._claims_here()
         keys: list[tuple[str, str]] = []
-        journal: list[tuple[str, str]] = []
+        journal: list[tuple[str, bytes]] = []
         for item in batch:
             for event in item.events:
                 keys.append((item.provider, event.event_id))
-                journal.append((event.event_id, event.model_dump_json()))
+                journal.append((event.event_id, event.model_dump_json().encode()))
         # Journal first: a broker message lost after the 202 is published again.
         claimed = iter(zip(await claims.claim_and_journal(keys, journal), journal, strict=True))
         outcomes: list[Enqueued] = []
         accepted: list[CallEvent] = []
-        accepted_json: list[str] = []
+        accepted_json: list[bytes] = []
         published: list[tuple[str, str]] = []
         for item in batch:
             outcome = Enqueued()

@@ -46,6 +46,12 @@ _CLIENT_SETTINGS: dict[str, Any] = {
 _BODY_TAIL = b'], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]'
 
 
+def _uuid4() -> str:
+    """``str(uuid.uuid4())`` (random, version 4, RFC 4122 variant) for a third of its cost."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
 class RedisPublisher:
     """Celery task messages for kombu's Redis transport, one ``LPUSH`` per batch."""
 
@@ -60,14 +66,16 @@ class RedisPublisher:
         # kombu derives the reply-to from the app's oid: any stable uuid serves (no results).
         self._reply_to = str(uuid.uuid4())
 
-    def message(self, event_json: str, event: CallEvent) -> bytes:
+    def message(self, event_json: str | bytes, event: CallEvent) -> bytes:
         """The JSON kombu's Redis transport stores for ``process_event.apply_async([event])``.
 
         Assembled from pre-encoded pieces (the event as pydantic serialised it, ids that need no
         escaping): encoding the envelope as a dict costs several times more per message.
         """
-        task_id = str(uuid.uuid4())
-        body = b"[[" + event_json.encode() + _BODY_TAIL
+        task_id = _uuid4()
+        if isinstance(event_json, str):
+            event_json = event_json.encode()
+        body = b"[[" + event_json + _BODY_TAIL
         # Celery puts repr(args) in argsrepr, for monitoring and for the worker's "received" log
         # line (acw_sync.logs reads the call's identity from it): its identity fields suffice.
         argsrepr = json.dumps(
@@ -98,7 +106,7 @@ class RedisPublisher:
                 '", "delivery_mode": 2, "delivery_info": {"exchange": "", "routing_key": ',
                 self._queue_json,
                 '}, "priority": 0, "body_encoding": "base64", "delivery_tag": "',
-                str(uuid.uuid4()),
+                _uuid4(),
                 '"}}',
             )
         ).encode()
@@ -110,9 +118,9 @@ class RedisPublisher:
         # One LPUSH keeps the batch's order for the consumer's BRPOP (first in, first out).
         self.redis.lpush(self.queue, *messages)
 
-    async def publish_async(self, events: Sequence[CallEvent], jsons: Sequence[str]) -> None:
+    async def publish_async(self, events: Sequence[CallEvent], jsons: Sequence[bytes]) -> None:
         """:meth:`__call__` on the running event loop; ``jsons`` are the events'
-        ``model_dump_json()``, one per event."""
+        ``model_dump_json()``, encoded, one per event."""
         if not events:
             return
         messages = [self.message(j, e) for e, j in zip(events, jsons, strict=True)]
