@@ -248,3 +248,17 @@ def test_the_provider_sees_the_url_starlette_would_give_it(
         assert request.query == tuple(Request(dict(scope)).query_params.multi_items())
         assert request.headers.get("host") == (headers[-1][1].decode() if headers else None)
     assert len(seen) == 2
+
+
+def test_the_server_process_freezes_its_startup_heap() -> None:
+    import gc
+
+    from acw_sync.server import GC_THRESHOLDS, settle_garbage_collector
+
+    thresholds = gc.get_threshold()
+    try:
+        settle_garbage_collector()
+        assert gc.get_freeze_count() > 10_000 and gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

