@@ -262,3 +262,39 @@ def test_the_server_process_freezes_its_startup_heap() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def test_a_client_gone_before_its_body_ends_gets_400(store: StateStore) -> None:
+    import anyio
+
+    config = AppConfig(providers={"generic": {"secret": SECRET}})
+    app = create_app(Ingest.from_config(config, store, print, broker_ping=lambda: True))
+    incoming = [
+        {"type": "http.disconnect"},
+        {"type": "http.request", "body": b'{"type":', "more_body": True},
+    ]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return incoming.pop()
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhooks/generic",
+        "raw_path": b"/webhooks/generic",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"h")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    anyio.run(app, scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 400
+    assert b"disconnected" in sent[1]["body"]  # type: ignore[operator]
