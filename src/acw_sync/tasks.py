@@ -179,7 +179,13 @@ class StateTask(Task):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().__call__(*args, **kwargs)
+            if self.request_stack.top is None:  # called directly, not by a worker
+                return super().__call__(*args, **kwargs)
+            # Under the worker's tracer the message's request is on the stack already, as for
+            # a task without a custom __call__. Task.__call__ would push a copy over it, and
+            # what the task leaves on its request (process_event's ACW figures) would be
+            # popped with the copy before task_postrun reads it.
+            return self.run(*args, **kwargs)
         except INFRASTRUCTURE_ERRORS as exc:
             log.warning(
                 "infrastructure unavailable: message given back",
@@ -265,12 +271,14 @@ def process_events(self: Task, events: list[dict[str, Any]]) -> str:
                     "event failed in its batch: published alone",
                     error=f"{type(exc).__name__}: {exc}",
                 )
+                # Counted by its own task, whose failure path (logs, metrics) then applies.
                 process_event.apply_async(args=[event])
-                result, record = "republished", None
+                continue
         results.append((str(fields.get("provider") or "?"), result))
         if record is not None:
             figures.append(record)
-    return f"{len(events)} events"
+    alone = len(events) - len(results)
+    return f"{len(results)} merged, {alone} published alone" if alone else f"{len(results)} merged"
 
 
 def _event_fields(event: Any) -> dict[str, Any]:
