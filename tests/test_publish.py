@@ -308,3 +308,29 @@ def test_the_async_publish_pushes_what_the_sync_one_pushes(
     assert len(raw) == 1  # the duplicate was not published
     assert _mask(json.loads(raw[0])) == _mask(json.loads(sync_batch_raw))
     assert _bodies(raw) == [("acw.process_events", ["ev-1", "ev-2"])]
+
+
+def test_each_request_is_answered_once_its_batch_message_is_on_the_queue(
+    redis_client: redis.Redis, redis_url: str, store: StateStore
+) -> None:
+    """Concurrent requests: when a request learns "accepted", a message carrying its events
+    is on the broker already (the server answers 202 only then)."""
+    publisher = RedisPublisher(redis_url)
+    enqueuer = Enqueuer(store, publisher, publish_async=publisher.publish_async)
+
+    def on_queue() -> set[str]:
+        return {i for _, ids in _bodies(redis_client.lrange("acw", 0, -1)) for i in ids}
+
+    async def request(n: int) -> tuple[list[str], set[str]]:
+        done = await enqueuer.enqueue("generic", [_event(2 * n, f"c{n}"), _event(2 * n + 1)])
+        return [e.event_id for e in done.accepted], on_queue()  # read as the answer goes out
+
+    async def run() -> list[tuple[list[str], set[str]]]:
+        return await asyncio.gather(*(request(n) for n in range(6)))
+
+    answers = asyncio.run(run())
+    publisher.close()
+    for accepted, queued in answers:
+        assert len(accepted) == 2 and set(accepted) <= queued
+    tasks = [task for task, _ in _bodies(redis_client.lrange("acw", 0, -1))]
+    assert len(tasks) < 6 and set(tasks) == {"acw.process_events"}  # batched, not per request
