@@ -284,3 +284,45 @@ def test_hubspot_best_candidate_searches_mobile_only_for_misses(
         assert [c.id for c in best[phone]][:1] == [c.id for c in connector.find_customers(phone)][
             :1
         ]
+
+
+def _activities(emulator: HubSpotEmulator, key: str) -> int:
+    return len(emulator.find("calls", "hs_call_external_id", key))
+
+
+def test_a_batch_write_that_timed_out_is_reconciled_not_created_again(
+    store: StateStore, hs_emulator: HubSpotEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The duplicate the HubSpot fault test found with batching on.
+
+    A batch create that times out is still being applied by HubSpot. The batch was retried
+    after its short backoff: its keys were no longer fresh, so the connector searched for them
+    first, but the slow write had not landed yet, found nothing, and created every call again.
+    """
+    import time
+
+    from acw_sync import guard
+
+    monkeypatch.setattr(guard, "IN_DOUBT_DELAY", 2.0)
+    pool = _pool(hs_emulator)
+    pool.config.connectors["hs"].options["timeout"] = 0.5
+    keys = ["generic:call-1", "generic:call-2"]
+    _queue(store, _ended(1), _ended(2))
+    hs_emulator.inject("slow", 1, path="/calls/batch/create", delay=1.5)
+    first = batch.flush(store, pool, "hs")
+    assert first.error is not None and guard.in_doubt(first.error)
+    assert sorted(first.failed) == keys
+    # The retry, as soon as the backoff allows (sync_batch: requeue, flush again).
+    batch.requeue(store, "hs", first.failed)
+    again = batch.flush(store, pool, "hs")
+    assert again.synced == [] and sorted(again.waiting) == keys  # in doubt: not sent again
+    assert all(0 < wait <= 2.0 for wait in again.waiting.values())
+    time.sleep(2.1)  # the slow write has landed; the doubt is over
+    assert [_activities(hs_emulator, k) for k in keys] == [1, 1]
+    batch.requeue(store, "hs", list(again.waiting))
+    creates = hs_emulator.count("POST", "/batch/create")
+    last = batch.flush(store, pool, "hs")
+    assert sorted(last.synced) == keys
+    assert hs_emulator.count("POST", "/batch/create") == creates  # found by key, updated
+    assert [_activities(hs_emulator, k) for k in keys] == [1, 1]
+    assert all(store.ledger("hs", k).activity is not None for k in keys)

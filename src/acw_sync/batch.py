@@ -13,8 +13,16 @@ a key is sent as ``fresh`` (create without searching the CRM first) only when th
 no earlier attempt to write it. A record the CRM rejects, or a call whose lock is busy, goes to
 the per-call path (``sync_call``: its retries and dead letters), never failing its batch.
 
-Redis keys: ``{p}:batch:{instance}`` (zset call_key -> first queued) and
-``{p}:batch:{instance}:flush`` (a flush is scheduled; expires should its task be lost).
+Every CRM request of a flush goes through the same guard as the single path
+(:mod:`acw_sync.guard`): a paused instance, an open circuit or a spent rate budget defers the
+batch (its calls are requeued, or parked as ``sync_call`` would park them), reads are retried
+in-process on a connection blip, and a write that failed without an answer or with a 5xx is
+*in doubt*: its calls are marked as the single path marks them, and no sync of theirs (batch or
+single) is sent before ``IN_DOUBT_DELAY`` has passed; then they reconcile by key.
+
+Redis keys: ``{p}:batch:{instance}`` (zset call_key -> first queued),
+``{p}:batch:{instance}:flush`` (a flush is scheduled; expires should its task be lost) and
+``{p}:batch:{instance}:tries`` (hash call_key -> whole-batch failures so far).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import structlog
 
 from acw_sync.connector import CallWrite, TaskWrite, load_connector_class
 from acw_sync.errors import ConnectorError
+from acw_sync.guard import Guard, doubt_left, guard_connector, in_doubt, mark_in_doubt
 from acw_sync.merge import merge_events
 from acw_sync.model import CallRecord, CustomerRef
 from acw_sync.rules import RulePlan
@@ -42,7 +51,15 @@ from acw_sync.sync import (
     record_version,
 )
 
-__all__ = ["BatchOutcome", "batch_window", "flush", "queue_call"]
+__all__ = [
+    "BatchOutcome",
+    "batch_window",
+    "count_failures",
+    "flush",
+    "forget_failures",
+    "queue_call",
+    "requeue",
+]
 
 log = structlog.get_logger("acw_sync.batch")
 
@@ -70,6 +87,10 @@ class BatchOutcome:
     requests: int = 0
     postpone: float = 0.0
     """Seconds to wait before flushing (calls are still arriving); nothing was taken."""
+    waiting: dict[str, float] = field(default_factory=dict)
+    """Calls taken but not sent, with the seconds to wait: an earlier write of theirs is in
+    doubt (it may still land), so they must not be written before it has (the caller parks
+    them; when due they come back and reconcile by key)."""
 
 
 @dataclass
@@ -98,6 +119,32 @@ def _batch_size(type_name: str) -> int:
 
 def _keys(store: StateStore, instance: str) -> tuple[str, str]:
     return store.k("batch", instance), store.k("batch", instance, "flush")
+
+
+def _tries_key(store: StateStore, instance: str) -> str:
+    return store.k("batch", instance, "tries")
+
+
+def count_failures(store: StateStore, instance: str, call_keys: list[str]) -> dict[str, int]:
+    """One more real failure for each call (a whole batch failed); each call's count so far.
+
+    Counted per call, not per ``sync_batch`` task: a call parked and brought back into a later
+    batch keeps its count, so ``max_attempts`` bounds it as it bounds ``sync_call``.
+    """
+    if not call_keys:
+        return {}
+    pipe = store.redis.pipeline(transaction=False)
+    tries = _tries_key(store, instance)
+    for key in call_keys:
+        pipe.hincrby(tries, key, 1)
+    pipe.expire(tries, 7 * 86400)
+    counts = pipe.execute()[:-1]
+    return {k: int(n) for k, n in zip(call_keys, counts, strict=True)}
+
+
+def forget_failures(store: StateStore, instance: str, call_keys: list[str]) -> None:
+    if call_keys:
+        store.redis.hdel(_tries_key(store, instance), *call_keys)
 
 
 def queue_call(store: StateStore, instance: str, call_key: str, window: float) -> bool:
@@ -146,28 +193,36 @@ def _wait_for_more(store: StateStore, instance: str, size: int, window: float) -
 
 
 def flush(
-    store: StateStore, pool: ConnectorPool, instance: str, *, window: float = 0.0
+    store: StateStore,
+    pool: ConnectorPool,
+    instance: str,
+    *,
+    window: float = 0.0,
+    guard: Guard | None = None,
 ) -> BatchOutcome:
     """Sync up to ``batch_size`` queued calls of ``instance`` in batch requests.
 
-    With ``window`` (the scheduled flush, not a follow-up of a full batch), a short batch whose
-    calls are still arriving is postponed instead (see :data:`MAX_WAIT_WINDOWS`); so is any
-    flush while another flush of the same instance runs.
+    Every CRM request goes through ``guard``, as on the single path (pause, circuit, shared
+    rate limit, quick retries of reads): a refusal is a :class:`~acw_sync.guard.Deferred`
+    error in the outcome. With ``window`` (the scheduled flush, not a follow-up of a full
+    batch), a short batch whose calls are still arriving is postponed instead (see
+    :data:`MAX_WAIT_WINDOWS`); so is any flush while another flush of the same instance runs.
     """
-    connector = pool.get(instance)
-    size = connector.capabilities.batch_size
+    size = pool.get(instance).capabilities.batch_size
     if window > 0 and (delay := _wait_for_more(store, instance, size, window)) > 0:
         return BatchOutcome(postpone=delay)
     try:
         # One flush per instance at a time: the CRM's rate limits are per account, and calls
         # queued meanwhile make the next batch fuller.
         with store.lock(f"batch:{instance}", ttl=FLUSH_LOCK_TTL):
-            return _flush_locked(store, pool, instance, size)
+            return _flush_locked(store, pool, instance, size, guard or Guard(store))
     except LockBusy:
         return BatchOutcome(postpone=max(window, 0.1))
 
 
-def _flush_locked(store: StateStore, pool: ConnectorPool, instance: str, size: int) -> BatchOutcome:
+def _flush_locked(
+    store: StateStore, pool: ConnectorPool, instance: str, size: int, guard: Guard
+) -> BatchOutcome:
     keys, more = _take(store, instance, size)
     outcome = BatchOutcome(more=more)
     if not keys:
@@ -181,12 +236,21 @@ def _flush_locked(store: StateStore, pool: ConnectorPool, instance: str, size: i
                 outcome.single.append(key)  # sync_call waits for the other worker
                 continue
             locked.append(key)
+        # A write of these calls got no answer moments ago (in a batch or alone): sending them
+        # now could write them twice. Under their locks, so no doubt starts unseen meanwhile.
+        outcome.waiting = doubt_left(store, instance, locked)
+        locked = [k for k in locked if k not in outcome.waiting]
         try:
-            _sync_locked(store, pool, instance, locked, outcome)
+            _sync_locked(store, pool, instance, locked, outcome, guard=guard)
         except ConnectorError as exc:
             done = {*outcome.synced, *outcome.single}
             outcome.failed = [k for k in locked if k not in done]
             outcome.error = exc
+            if in_doubt(exc):
+                # The write may still land: no sync of these calls may search for it (and,
+                # not finding it, create it again) before it has.
+                mark_in_doubt(store, instance, outcome.failed)
+        forget_failures(store, instance, outcome.synced)
     log.info(
         "batch synced",
         connector=instance,
@@ -194,6 +258,7 @@ def _flush_locked(store: StateStore, pool: ConnectorPool, instance: str, size: i
         synced=len(outcome.synced),
         single=len(outcome.single),
         failed=len(outcome.failed),
+        in_doubt=len(outcome.waiting),
         crm_requests=outcome.requests,
         more=more,
     )
@@ -201,10 +266,16 @@ def _flush_locked(store: StateStore, pool: ConnectorPool, instance: str, size: i
 
 
 def _sync_locked(
-    store: StateStore, pool: ConnectorPool, instance: str, keys: list[str], outcome: BatchOutcome
+    store: StateStore,
+    pool: ConnectorPool,
+    instance: str,
+    keys: list[str],
+    outcome: BatchOutcome,
+    *,
+    guard: Guard,
 ) -> None:
     spec = pool.instance(instance)
-    connector = pool.get(instance)
+    connector = guard_connector(pool.get(instance), spec, guard)
     items: list[_Item] = []
     for key in keys:
         events = store.events(key)

@@ -18,6 +18,7 @@ Connectors stay ignorant of all of this; the Celery task decides what a raised e
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -36,12 +37,15 @@ from acw_sync.store import StateStore
 
 __all__ = [
     "GUARDED_OPERATIONS",
+    "IN_DOUBT_DELAY",
     "WRITE_OPERATIONS",
     "Deferred",
     "Guard",
     "SharedRequestLimiter",
+    "doubt_left",
     "guard_connector",
     "in_doubt",
+    "mark_in_doubt",
     "rates_for",
 ]
 
@@ -50,23 +54,36 @@ log = structlog.get_logger("acw_sync.guard")
 GUARDED_OPERATIONS = frozenset(
     {
         "find_customers",
+        "find_customers_many",
         "create_customer",
         "update_customer",
         "find_owner",
         "upsert_call",
         "upsert_calls",
         "create_task",
+        "create_tasks",
     }
 )
 #: Longest rate-limit wait slept inside a task; longer waits give the worker slot back.
 MAX_INLINE_WAIT = 5.0
-#: Operations that write. A write that failed without an HTTP status (a timeout, a reset
-#: connection) is *in doubt*: the CRM may still be processing it, and a retry that searched
-#: for it now would not find it and write it twice. Writes are never retried in-process; the
-#: task waits at least ``IN_DOUBT_DELAY`` before it retries and reconciles.
+#: Operations that write. A write that failed without an answer (a timeout, a reset
+#: connection) or with a 5xx (a gateway may give up while the CRM goes on) is *in doubt*: the
+#: CRM may still be applying it, and a retry that searched for it now would not find it and
+#: write it twice. Writes are never retried in-process; every sync of the calls concerned, on
+#: the single and the batch path, waits ``IN_DOUBT_DELAY`` before it retries and reconciles.
 WRITE_OPERATIONS = frozenset(
-    {"create_customer", "update_customer", "upsert_call", "upsert_calls", "create_task"}
+    {
+        "create_customer",
+        "update_customer",
+        "upsert_call",
+        "upsert_calls",
+        "create_task",
+        "create_tasks",
+    }
 )
+#: Least wait before retrying a write that is in doubt: a request the CRM is still processing
+#: must land before the retry searches for it by key. (Read at call time: tests lower it.)
+IN_DOUBT_DELAY = float(os.environ.get("ACW_IN_DOUBT_DELAY", "30"))
 
 T = TypeVar("T")
 
@@ -92,13 +109,38 @@ def _is_blip(exc: BaseException) -> bool:
 
 
 def in_doubt(exc: ConnectorError) -> bool:
-    """A write that failed with no answer from the CRM: it may still land."""
+    """A write that failed with no answer, or a 5xx, from the CRM: it may still land."""
     return (
         isinstance(exc, RetryableError)
-        and not isinstance(exc, Deferred)
-        and exc.status is None
+        and not isinstance(exc, Deferred | RateLimited)
+        and (exc.status is None or exc.status >= 500)
         and exc.details.get("operation") in WRITE_OPERATIONS
     )
+
+
+def _doubt_key(store: StateStore, instance: str, call_key: str) -> str:
+    return store.k("indoubt", instance, call_key)
+
+
+def mark_in_doubt(store: StateStore, instance: str, call_keys: list[str]) -> None:
+    """A write of these calls is in doubt: every sync of them waits ``IN_DOUBT_DELAY``."""
+    if not call_keys:
+        return
+    pipe = store.redis.pipeline(transaction=False)
+    for key in call_keys:
+        pipe.set(_doubt_key(store, instance, key), "1", px=int(IN_DOUBT_DELAY * 1000))
+    pipe.execute()
+
+
+def doubt_left(store: StateStore, instance: str, call_keys: list[str]) -> dict[str, float]:
+    """The calls of ``call_keys`` still in doubt, with the seconds their doubt lasts."""
+    if not call_keys:
+        return {}
+    pipe = store.redis.pipeline(transaction=False)
+    for key in call_keys:
+        pipe.pttl(_doubt_key(store, instance, key))
+    left = pipe.execute()
+    return {k: int(ms) / 1000 for k, ms in zip(call_keys, left, strict=True) if int(ms) > 0}
 
 
 def rates_for(spec: ConnectorInstance, connector: Connector) -> dict[str, Rate]:

@@ -41,6 +41,7 @@ HUBSPOT = """  hs:
       on_none: create
       cache_ttl: 30
     max_attempts: 12
+    batch_window: %(window)s
     rate_limit:
       requests: 2000
       per: 10
@@ -73,14 +74,17 @@ def _hubspot_audit(emulator: HubSpotEmulator) -> object:
 
 
 @pytest.mark.parametrize(
+    "window", [pytest.param(0.0, id="single"), pytest.param(0.25, id="batched")]
+)
+@pytest.mark.parametrize(
     "n", [pytest.param(200, id="ci"), pytest.param(1000, id="long", marks=pytest.mark.slow)]
 )
 def test_hubspot_emulator_faults_and_a_healthy_sandbox(
-    n: int, redis_url: str, tmp_path: Path
+    n: int, window: float, redis_url: str, tmp_path: Path
 ) -> None:
     emulator = HubSpotEmulator(tier=2000, search_per_second=40).start()
     emulator.add_private_app_token(TOKEN)
-    extra = HUBSPOT % {"token": TOKEN, "url": emulator.url}
+    extra = HUBSPOT % {"token": TOKEN, "url": emulator.url, "window": window}
     stack = start_stack(tmp_path, redis_url, workers=2, extra_connectors=extra)
     check_hs = _hubspot_audit(emulator)
     stop = threading.Event()
