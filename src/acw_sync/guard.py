@@ -115,6 +115,7 @@ def in_doubt(exc: ConnectorError) -> bool:
         and not isinstance(exc, Deferred | RateLimited)
         and (exc.status is None or exc.status >= 500)
         and exc.details.get("operation") in WRITE_OPERATIONS
+        and exc.details.get("request") != "search"  # a search that failed wrote nothing
     )
 
 
@@ -197,20 +198,36 @@ class Guard:
             )
         account = spec.rate_limit.account or instance
         rates = rates_for(spec, connector)
-        if not self._plug_request_limiter(connector, account, rates):
+        seam = self._plug_request_limiter(connector, account, rates)
+        if seam is None:
             self._throttle(account, operation, rates)
-        quick = 0 if operation in WRITE_OPERATIONS else spec.quick_retries
+        write = operation in WRITE_OPERATIONS
+
+        def on_a_search(exc: BaseException) -> bool:
+            # The request that failed was a search: it wrote nothing, and every write before it
+            # in this operation was answered, so no write is in flight.
+            return seam is not None and seam.last_bucket == "search"
+
+        def attempt() -> T:
+            if seam is not None:
+                seam.last_bucket = None
+            return fn(*args, **kwargs)
+
         retrying = Retrying(
-            stop=stop_after_attempt(quick + 1),
+            stop=stop_after_attempt(spec.quick_retries + 1),
             wait=wait_random_exponential(multiplier=0.1, max=1.0),
-            retry=retry_if_exception(_is_blip),
+            # Writes are retried in-process only when what failed was a search (nothing in
+            # flight); a failed write request waits for the task and its in-doubt delay.
+            retry=retry_if_exception(lambda e: _is_blip(e) and (not write or on_a_search(e))),
             reraise=True,
         )
         try:
             try:
-                result = retrying(fn, *args, **kwargs)
+                result = retrying(attempt)
             except ConnectorError as exc:
                 exc.details.setdefault("operation", operation)
+                if write and on_a_search(exc):
+                    exc.details.setdefault("request", "search")
                 raise
         except Deferred:
             raise  # throttled by our own limiter inside the connector: says nothing of the CRM
@@ -235,16 +252,18 @@ class Guard:
 
     def _plug_request_limiter(
         self, connector: Connector, account: str, rates: dict[str, Rate]
-    ) -> bool:
+    ) -> SharedRequestLimiter | None:
         """Give a connector with a limiter seam (``use_rate_limiter``) the shared limiter, so
-        that every HTTP request, not every operation, is counted. True when it has one."""
+        that every HTTP request, not every operation, is counted. None when it has no seam."""
         plug = getattr(connector, "use_rate_limiter", None)
         if plug is None:
-            return False
-        if getattr(connector, "_acw_shared_limiter", None) is not self:
-            plug(SharedRequestLimiter(self, account, rates))
-            connector._acw_shared_limiter = self  # type: ignore[attr-defined]
-        return True
+            return None
+        seam: SharedRequestLimiter | None = getattr(connector, "_acw_request_limiter", None)
+        if seam is None or seam.guard is not self:
+            seam = SharedRequestLimiter(self, account, rates)
+            plug(seam)
+            connector._acw_request_limiter = seam  # type: ignore[attr-defined]
+        return seam
 
     def _throttle(self, account: str, operation: str, rates: dict[str, Rate]) -> None:
         waited = 0.0
@@ -278,8 +297,12 @@ class SharedRequestLimiter:
         self.guard = guard
         self.account = account
         self.rates = rates
+        self.last_bucket: str | None = None
+        """The bucket of the last request let through: tells the guard whether a failure
+        happened on a search (a read) or on another request."""
 
     def acquire(self, bucket: str) -> None:
+        self.last_bucket = bucket
         name = "*" if bucket == "burst" else bucket
         rate = self.rates.get(name)
         if rate is not None:

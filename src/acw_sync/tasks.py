@@ -65,6 +65,9 @@ MAX_COUNTDOWN = 300.0
 #: Deferrals this short (a rate-limit window, a circuit about to half-open) are Celery
 #: countdowns; longer ones are parked in Redis and re-enqueued by the scheduler.
 DEFER_INLINE = 10.0
+#: Whole-batch failures (transient, not deferrals) after which a call leaves the batch path
+#: and syncs alone (``sync_call``, with its own ``max_attempts``).
+BATCH_ATTEMPTS = 3
 #: Seconds of the first retry; doubles each attempt (full jitter: uniform in [0, delay]).
 BACKOFF_BASE = float(os.environ.get("ACW_BACKOFF_BASE", "2.0"))
 #: How long one sync may hold its call's lock. A worker killed mid-sync leaves the lock until
@@ -324,7 +327,14 @@ def sync_batch(self: Task, instance: str, attempt: int = 0, scheduled: bool = Tr
     store = runtime.store
     guard = _guard(store)
     window = batch.batch_window(runtime.pool, instance) if scheduled else 0.0
-    outcome = batch.flush(store, runtime.pool, instance, window=window, guard=guard)
+
+    def next_batch() -> None:  # more calls than one batch: the next goes in another lane
+        if batch.claim_flush(store, instance, batch.batch_window(runtime.pool, instance)):
+            sync_batch.apply_async(args=[instance])
+
+    outcome = batch.flush(
+        store, runtime.pool, instance, window=window, guard=guard, on_more=next_batch
+    )
     if outcome.postpone:
         sync_batch.apply_async(args=[instance], countdown=outcome.postpone)
         return f"postponed {outcome.postpone:.2f} s"
@@ -377,12 +387,14 @@ def _batch_failed(
         return []
     if not isinstance(exc, RetryableError):
         return [(key, 0) for key in failed]  # permanent, credentials, expired auth: alone
-    spec = pool.instance(instance)
+    # One fault fails a whole batch: after a few, a call goes on alone, with sync_call's own
+    # budget (max_attempts, max_age), so correlated failures never dead-letter a batch at once.
+    limit = min(pool.instance(instance).max_attempts, BATCH_ATTEMPTS)
     tries = batch.count_failures(store, instance, failed)
-    spent = [(k, n) for k, n in tries.items() if n >= spec.max_attempts]
-    again = [k for k, n in tries.items() if n < spec.max_attempts]
-    single = [(k, spec.max_attempts - 1) for k, _ in spent]  # one last try alone, then DLQ
-    batch.forget_failures(store, instance, [k for k, _ in spent])
+    spent = [k for k, n in tries.items() if n >= limit]
+    again = [k for k, n in tries.items() if n < limit]
+    single = [(k, 0) for k in spent]
+    batch.forget_failures(store, instance, spent)
     if in_doubt(exc):
         # The write may still land: park past the doubt; when due the calls come back into a
         # batch whose connector searches for them by key before writing.
@@ -458,7 +470,6 @@ def batch_enqueue(store: StateStore, pool: Any) -> Enqueue:
 
     def enqueue(instance: str, call_key: str, first_seen: float, attempt: int) -> None:
         if instance in pool.config.connectors and (window := batch.batch_window(pool, instance)):
-            store.clear_pending(instance, call_key)  # no sync_call will clear it
             if batch.queue_call(store, instance, call_key, window):
                 sync_batch.apply_async(args=[instance], countdown=window)
             return
