@@ -436,3 +436,27 @@ def test_a_failed_search_inside_a_batch_write_is_retried_not_in_doubt(
     failed = batch.flush(store, pool, "hs")
     assert failed.error is not None and failed.error.details["request"] == "search"
     assert not in_doubt(failed.error) and failed.failed == ["generic:call-2"]
+
+
+def test_a_flush_is_taken_before_the_events_already_queued(
+    redis_client: Any, redis_url: str
+) -> None:
+    """In a burst thousands of events are queued: a flush behind them would wait for all."""
+    import json
+
+    from acw_sync.publish import RedisPublisher
+    from acw_sync.tasks import app, configure_broker, schedule_flush
+
+    configure_broker(redis_url)
+    publisher = RedisPublisher(redis_url)
+    try:
+        publisher([_ended(n) for n in range(50)])
+        schedule_flush("hs", countdown=0.3)
+        publisher([_ended(n) for n in range(50, 60)])
+        queued = redis_client.llen("acw")
+        first = json.loads(redis_client.rpop("acw"))  # what a worker takes next (BRPOP)
+    finally:
+        publisher.close()
+        app.pool.force_close_all()
+    assert queued == 61
+    assert first["headers"]["task"] == "acw.sync_batch" and first["headers"]["eta"]

@@ -96,6 +96,8 @@ class BatchOutcome:
     failed: list[str] = field(default_factory=list)
     error: ConnectorError | None = None
     more: bool = False
+    full: bool = False
+    """At least a whole batch was left queued when this flush took its calls."""
     requests: int = 0
     postpone: float = 0.0
     """Seconds to wait before flushing (calls are still arriving); nothing was taken."""
@@ -194,14 +196,15 @@ def requeue(store: StateStore, instance: str, call_keys: list[str]) -> None:
     pipe.execute()
 
 
-def _take(store: StateStore, instance: str, size: int) -> tuple[list[str], bool]:
+def _take(store: StateStore, instance: str, size: int) -> tuple[list[str], int]:
+    """Up to ``size`` queued calls, oldest first; and how many are left."""
     members, flag = _keys(store, instance)
     pipe = store.redis.pipeline()
     pipe.delete(flag)  # calls queued from now on schedule the next flush themselves
     pipe.zpopmin(members, size)
     pipe.zcard(members)
     _, popped, left = pipe.execute()
-    return [str(k) for k, _ in cast(list[tuple[str, float]], popped)], bool(left)
+    return [str(k) for k, _ in cast(list[tuple[str, float]], popped)], int(left)
 
 
 def _wait_for_more(store: StateStore, instance: str, size: int, window: float) -> float:
@@ -271,11 +274,12 @@ def _flush_locked(
     *,
     on_more: Callable[[], None] | None,
 ) -> BatchOutcome:
-    keys, more = _take(store, instance, size)
+    keys, left = _take(store, instance, size)
+    more = left > 0
     if more and on_more is not None:
         on_more()  # the next batch goes in another lane while this one waits on the CRM
         more = False
-    outcome = BatchOutcome(more=more)
+    outcome = BatchOutcome(more=more, full=left >= size)
     if not keys:
         return outcome
     held = lock_calls(store, instance, keys, ttl=CALL_LOCK_TTL)

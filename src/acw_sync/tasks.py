@@ -65,6 +65,8 @@ MAX_COUNTDOWN = 300.0
 #: Deferrals this short (a rate-limit window, a circuit about to half-open) are Celery
 #: countdowns; longer ones are parked in Redis and re-enqueued by the scheduler.
 DEFER_INLINE = 10.0
+#: Seconds one ``sync_batch`` task keeps flushing while whole batches are waiting.
+INLINE_FLUSHES_FOR = 10.0
 #: Whole-batch failures (transient, not deferrals) after which a call leaves the batch path
 #: and syncs alone (``sync_call``, with its own ``max_attempts``).
 BATCH_ATTEMPTS = 3
@@ -128,6 +130,7 @@ def configure_broker(url: str | None = None) -> str:
 @worker_process_init.connect
 def _fresh_runtime(**_: Any) -> None:
     reset_runtime()  # never share sockets or SQLite handles across a fork
+    _broker_clients.clear()
 
 
 @worker_process_shutdown.connect
@@ -219,7 +222,7 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
         window = batch.batch_window(runtime.pool, instance)
         if window > 0:  # batched: one sync_batch per window collects this call with others
             if batch.queue_call(store, instance, record.key, window) or redelivered:
-                sync_batch.apply_async(args=[instance], countdown=window)
+                schedule_flush(instance, countdown=window)
             bound.info("sync batched", connector=instance)
             continue
         if store.mark_pending(instance, record.key) or redelivered:
@@ -330,29 +333,100 @@ def sync_batch(self: Task, instance: str, attempt: int = 0, scheduled: bool = Tr
 
     def next_batch() -> None:  # more calls than one batch: the next goes in another lane
         if batch.claim_flush(store, instance, batch.batch_window(runtime.pool, instance)):
-            sync_batch.apply_async(args=[instance])
+            schedule_flush(instance)
 
-    outcome = batch.flush(
-        store, runtime.pool, instance, window=window, guard=guard, on_more=next_batch
-    )
-    if outcome.postpone:
-        sync_batch.apply_async(args=[instance], countdown=outcome.postpone)
-        return f"postponed {outcome.postpone:.2f} s"
+    # While whole batches are waiting (a burst), this task flushes them one after another
+    # instead of queueing a task per batch behind the burst's events; bounded in time.
+    deadline = time.monotonic() + INLINE_FLUSHES_FOR
+    counts = {"synced": 0, "alone": 0, "parked": 0}
+    first = True
+    while True:
+        outcome = batch.flush(
+            store,
+            runtime.pool,
+            instance,
+            window=window if first else 0.0,
+            guard=guard,
+            on_more=next_batch if first else None,
+        )
+        if outcome.postpone:
+            schedule_flush(instance, countdown=outcome.postpone)
+            break
+        _batch_done(store, runtime.pool, guard, instance, outcome, attempt=attempt, counts=counts)
+        if outcome.error is not None or not outcome.full or time.monotonic() > deadline:
+            if outcome.more:
+                schedule_flush(instance, kwargs={"scheduled": False})
+            break
+        first = False
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+# KEYS: the queue.  ARGV: task id, how deep to look.  Moves the message to the consumer's end.
+_JUMP_QUEUE = """
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]))
+for _, item in ipairs(items) do
+  if string.find(item, ARGV[1], 1, true) then
+    redis.call('LREM', KEYS[1], 1, item)
+    redis.call('RPUSH', KEYS[1], item)
+    return 1
+  end
+end
+return 0
+"""
+#: How far from the publishing end a just-published flush is looked for (a burst's webhooks
+#: are pushed meanwhile).
+JUMP_DEPTH = 500
+_broker_clients: dict[str, redis.Redis] = {}
+"""One client per broker URL in this process (cleared after a fork)."""
+
+
+def schedule_flush(instance: str, **options: Any) -> None:
+    """Publish a ``sync_batch`` that is taken before the messages already queued.
+
+    In a burst the queue holds thousands of ``process_event`` messages; a flush published
+    behind them would wait for all of them, so batches would only start once every event was
+    merged. On a Redis broker the flush message is moved to the consumer's end of the list (in
+    one Lua call: it stays in the list throughout, so it cannot be lost; an ETA is honoured
+    by the worker as usual). Other brokers get the plain ``apply_async``.
+    """
+    result = sync_batch.apply_async(args=[instance], **options)
+    url = str(app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return
+    try:
+        client = _broker_clients.get(url)
+        if client is None:
+            client = _broker_clients[url] = redis.Redis.from_url(url, socket_timeout=5)
+        client.eval(_JUMP_QUEUE, 1, app.conf.task_default_queue, str(result.id), JUMP_DEPTH)
+    except redis.RedisError as exc:  # still queued, only not first: never worth failing for
+        log.warning("flush not moved ahead of the queue", error=str(exc))
+
+
+def _batch_done(
+    store: StateStore,
+    pool: Any,
+    guard: Guard,
+    instance: str,
+    outcome: batch.BatchOutcome,
+    *,
+    attempt: int,
+    counts: dict[str, int],
+) -> None:
+    """Park the calls in doubt, handle a failure, send the calls that must go alone."""
     bound = log.bind(connector=instance)
     now = time.time()
     single = [(key, 0) for key in outcome.single]
     for key, wait in outcome.waiting.items():
         _park(guard, instance, key, now + wait, now, 0, "in_doubt", bound.bind(call_key=key))
-    exc = outcome.error
-    if exc is not None:
-        single += _batch_failed(store, runtime.pool, guard, instance, outcome, attempt=attempt)
-    if outcome.more:
-        sync_batch.apply_async(args=[instance], kwargs={"scheduled": False})
+    if outcome.error is not None:
+        single += _batch_failed(store, pool, guard, instance, outcome, attempt=attempt)
     for call_key, tries in single:
         sync_call.apply_async(
             args=[instance, call_key], kwargs={"first_seen": time.time(), "attempt": tries}
         )
-    return f"synced {len(outcome.synced)}, alone {len(single)}, parked {len(outcome.waiting)}"
+    counts["synced"] += len(outcome.synced)
+    counts["alone"] += len(single)
+    counts["parked"] += len(outcome.waiting)
 
 
 def _batch_failed(
@@ -375,8 +449,8 @@ def _batch_failed(
         wait = exc.retry_after or 0.0
         if wait <= DEFER_INLINE:
             batch.requeue(store, instance, failed)
-            sync_batch.apply_async(
-                args=[instance],
+            schedule_flush(
+                instance,
                 kwargs={"attempt": attempt, "scheduled": False},
                 countdown=wait + random.random(),
             )
@@ -410,9 +484,7 @@ def _batch_failed(
         return single
     batch.requeue(store, instance, again)
     bound.warning("batch failed: will retry", delay=delay)
-    sync_batch.apply_async(
-        args=[instance], kwargs={"attempt": attempt + 1, "scheduled": False}, countdown=delay
-    )
+    schedule_flush(instance, kwargs={"attempt": attempt + 1, "scheduled": False}, countdown=delay)
     return single
 
 
@@ -471,7 +543,7 @@ def batch_enqueue(store: StateStore, pool: Any) -> Enqueue:
     def enqueue(instance: str, call_key: str, first_seen: float, attempt: int) -> None:
         if instance in pool.config.connectors and (window := batch.batch_window(pool, instance)):
             if batch.queue_call(store, instance, call_key, window):
-                sync_batch.apply_async(args=[instance], countdown=window)
+                schedule_flush(instance, countdown=window)
             return
         enqueue_sync(instance, call_key, first_seen, attempt)
 
