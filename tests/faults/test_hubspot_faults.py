@@ -93,13 +93,21 @@ def test_hubspot_emulator_faults_and_a_healthy_sandbox(
         injected = {"502": 0, "429": 0, "401": 0, "slow": 0}
         rng = random.Random(3)
 
+        served = [0]
+
         def chaos() -> None:
-            # Faults spread in time (at most one every 0.4 s), whatever the stream's length.
+            # Faults spread in time (at most one every 0.4 s), whatever the stream's length,
+            # and over requests (at most one in four): armed before whatever request comes
+            # next, a fault every 0.4 s would fail every request of a quiet system, so a
+            # circuit's probe (2 s after it opened) would always fail and the last calls
+            # could never land, on either path.
             while not stop.wait(0.4):
                 with emulator.lock:
                     pending = sum(f.remaining for f in emulator.faults)
-                if pending >= 1:  # a fault rate, not a growing backlog of faults
+                    requests = len(emulator.log)
+                if pending >= 1 or requests - served[0] < 4:  # a rate, not a backlog
                     continue
+                served[0] = requests
                 kind = rng.choice(["502", "502", "429", "slow"])
                 if kind == "502":
                     emulator.inject("server_error", 1, status=502)
