@@ -207,21 +207,31 @@ def _take(store: StateStore, instance: str, size: int) -> tuple[list[str], int]:
     return [str(k) for k, _ in cast(list[tuple[str, float]], popped)], int(left)
 
 
-def _wait_for_more(store: StateStore, instance: str, size: int, window: float) -> float:
-    """Seconds the flush should wait for more calls; 0 to flush now."""
+def _lane_locks(store: StateStore, instance: str, lanes: int) -> list[str]:
+    names = [f"batch:{instance}" if n == 0 else f"batch:{instance}:{n}" for n in range(lanes)]
+    return [store.k("lock", name) for name in names]
+
+
+def _wait_for_more(store: StateStore, instance: str, size: int, window: float, lanes: int) -> float:
+    """Seconds the flush should wait for more calls; 0 to flush now.
+
+    A quiet window sends a short batch, unless another flush of the instance is running: in a
+    burst the workers busy flushing are why no call arrived, and more will.
+    """
     members, flag = _keys(store, instance)
     pipe = store.redis.pipeline(transaction=False)
     pipe.zcard(members)
     pipe.zrange(members, 0, 0, withscores=True)
     pipe.zrange(members, -1, -1, withscores=True)
-    count, oldest, newest = pipe.execute()
+    pipe.exists(*_lane_locks(store, instance, lanes))
+    count, oldest, newest, flushing = pipe.execute()
     if not count or count >= size or window <= 0:
         return 0.0
     now = time.time()
     waited = now - float(oldest[0][1])
     quiet = now - float(newest[0][1])
     max_wait = MAX_WAIT_WINDOWS * window
-    if waited >= max_wait or quiet >= window:
+    if waited >= max_wait or (quiet >= window and not flushing):
         return 0.0
     store.redis.expire(flag, int(max_wait + FLUSH_GRACE))
     return max(0.05, min(window, max_wait - waited))
@@ -248,9 +258,9 @@ def flush(
     stays False).
     """
     size = pool.get(instance).capabilities.batch_size
-    if window > 0 and (delay := _wait_for_more(store, instance, size, window)) > 0:
-        return BatchOutcome(postpone=delay)
     lanes = pool.instance(instance).batch_lanes
+    if window > 0 and (delay := _wait_for_more(store, instance, size, window, lanes)) > 0:
+        return BatchOutcome(postpone=delay)
     for lane in range(lanes):
         # At most ``batch_lanes`` flushes per instance at once (the shared rate limiter keeps
         # the CRM's budget across them); calls queued meanwhile make the next batch fuller.
