@@ -445,9 +445,9 @@ def test_a_flush_is_taken_before_the_events_already_queued(
     import json
 
     from acw_sync.publish import RedisPublisher
-    from acw_sync.tasks import app, configure_broker, schedule_flush
+    from acw_sync.tasks import configure_broker, schedule_flush
 
-    configure_broker(redis_url)
+    configure_broker(redis_url)  # the app's connection pool stays open, as in test_publish
     publisher = RedisPublisher(redis_url)
     try:
         publisher([_ended(n) for n in range(50)])
@@ -457,6 +457,5 @@ def test_a_flush_is_taken_before_the_events_already_queued(
         first = json.loads(redis_client.rpop("acw"))  # what a worker takes next (BRPOP)
     finally:
         publisher.close()
-        app.pool.force_close_all()
     assert queued == 61
     assert first["headers"]["task"] == "acw.sync_batch" and first["headers"]["eta"]
