@@ -11,7 +11,10 @@ process over loopback, and the sandbox), on a private Redis, with one ``acw-sync
 2. **burst**: N calls of M events each (started, answered, ended; every tenth call missed, so
    a follow-up task is due) sent as fast as 32 clients can: calls synced per second (first end
    event sent to last call written), end-to-CRM latency p50/p99, CRM requests per synced call
-   (counted at the emulator), peak RSS of the worker processes (sampled every 100 ms).
+   (counted at the emulator), peak RSS of the worker processes (sampled every 100 ms), and
+   the workers' CPU per call: in all, in the consumer (main) process, and per task type
+   (``acw_task_cpu_seconds_total``, scraped from the worker's metrics port); what the pool
+   processes spend outside task bodies is Celery's per-task bookkeeping.
 
 "Written" is the ledger's ``synced_at``, stored right after the CRM answered. Customers exist
 in the CRM for every number (a centre's known callers). Writes ``bench/results/e2e.json``.
@@ -191,6 +194,21 @@ def cpu_seconds(pid: int, *, children: bool = True) -> float:
     return total
 
 
+def task_cpu(url: str) -> dict[str, float]:
+    """CPU seconds by task, summed over the pool processes (the worker's metrics endpoint)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(url, timeout=5).text
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "acw_task_cpu_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    task = sample.labels["task"].removeprefix("acw.")
+                    found[task] = found.get(task, 0.0) + sample.value
+    return found
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return 0.0
@@ -221,11 +239,16 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
             "ACW_GENERIC_SECRET": SECRET,
             "ACW_LOG_LEVEL": os.environ.get("ACW_BENCH_LOG_LEVEL", "WARNING"),
         }
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         base = f"http://127.0.0.1:{port}"
+        worker_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
         procs = [
             spawn(["serve", "--port", str(port)], env, root / "server.log"),
-            spawn(["worker", "-c", str(workers)], env, root / "worker.log"),
+            spawn(
+                ["worker", "-c", str(workers), "--metrics-port", str(metrics_port)],
+                env,
+                root / "worker.log",
+            ),
         ]
         client = redis.Redis.from_url(url, decode_responses=True)
         sampler = MemorySampler(procs[1].pid)
@@ -271,15 +294,16 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
             roles = {
                 "server": procs[0].pid,
                 "workers": procs[1].pid,
+                "worker main": procs[1].pid,
                 "redis": redis_pid,
                 "bench+crm emulator": os.getpid(),
             }
-            alone = {"bench+crm emulator": False}
+            alone = {"bench+crm emulator": False, "worker main": False}
 
             def cpu_now() -> dict[str, float]:
                 return {n: cpu_seconds(p, children=alone.get(n, True)) for n, p in roles.items()}
 
-            cpu0 = cpu_now()
+            cpu0, tasks0 = cpu_now(), task_cpu(worker_metrics)
             # Requests are built before they are sent, and sent by an asyncio client on raw
             # keep-alive connections: the sender must not take the workers' CPU.
             all_hooks = [bodies(n, "burst", events) for n in range(calls)]
@@ -316,6 +340,15 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
             burst_requests = crm.requests() - before
             sampler.halt.set()
             cpu = {name: round(v - cpu0[name], 1) for name, v in cpu_now().items()}
+            tasks = {
+                name: v - tasks0.get(name, 0.0) for name, v in task_cpu(worker_metrics).items()
+            }
+            # Where the workers' CPU went, per call: the consumer process (receiving, acking,
+            # handing messages to the pool), each task's body, and the rest (Celery's per-task
+            # bookkeeping in the pool processes).
+            split = {"consumer": cpu["worker main"], **tasks}
+            split["celery (pool)"] = cpu["workers"] - sum(split.values())
+            split_ms = {name: round(v / calls * 1000, 2) for name, v in split.items()}
             finished = [d for d in done_at if d is not None]
             latencies = [d - e for d, e in zip(finished, ends, strict=True)]
             span = max(finished) - min(ends)
@@ -337,6 +370,7 @@ def run(crm_name: str, calls: int, events: int, workers: int, idle: int) -> dict
                 "peak_rss_mib_total": round(sampler.peak_total / 2**20, 1),
                 "cpu_s": cpu,  # CPU seconds during the burst, per role (2 cores in all)
                 "worker_cpu_ms_per_call": round(cpu["workers"] / calls * 1000, 1),
+                "worker_cpu_ms_per_call_by_part": split_ms,
                 "burst_s": round(max(finished) - min(ends), 1),
             }
         finally:
@@ -365,6 +399,21 @@ COLUMNS = [
 ]
 
 
+def cpu_split(rows: list[dict[str, Any]]) -> str:
+    """Where each run's worker CPU went, in ms per call (see :func:`run`)."""
+    parts = list(
+        dict.fromkeys(p for r in rows for p in r.get("worker_cpu_ms_per_call_by_part", {}))
+    )
+    columns = [("crm", "CRM"), ("workers", "worker procs"), ("worker_cpu_ms_per_call", "all")]
+    flat = [
+        {**r, **{f"part:{p}": v for p, v in r.get("worker_cpu_ms_per_call_by_part", {}).items()}}
+        for r in rows
+    ]
+    return "worker CPU ms/call by part:\n" + table(
+        flat, columns + [(f"part:{p}", p) for p in parts]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crm", default="hubspot,salesforce,sandbox")
@@ -379,6 +428,7 @@ def main() -> None:
         print(row, flush=True)
         rows.append(row)
     print(table(rows, COLUMNS))
+    print(cpu_split(rows))
     targets = {
         "burst requests/call ≤ 0.05": {r["crm"]: r["requests_per_call"] <= 0.05 for r in rows},
         "idle requests/call ≤ 3": {r["crm"]: (r["idle_requests_per_call"] or 0) <= 3 for r in rows},

@@ -7,6 +7,10 @@ in another process (core 1), sends distinct signed webhooks at concurrency 1, 16
 and the same server's bare ``/healthz`` at the same levels as the ceiling. No worker runs: the
 queue is emptied every second so Redis memory stays flat. Prints a table; writes
 ``bench/results/ingest.json`` and ``ingest.png``.
+
+Besides throughput and latency, each row gives the server process's CPU time per request
+answered (its user + system time over the level, divided by the requests): the figure that other
+work on the machine disturbs least, and the one to compare between versions of the server.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import psutil
 import redis
 from tests.helpers import SECRET
 
@@ -78,6 +83,23 @@ def load(url: str, path: str, concurrency: int, duration: float, tag: str) -> di
         cwd=ROOT,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    """User + system CPU seconds of the server process so far."""
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def measured(
+    server: psutil.Process, url: str, path: str, concurrency: int, duration: float, tag: str
+) -> dict:
+    """:func:`load`, plus the server's CPU µs per request answered during it."""
+    before = cpu_seconds(server)
+    result = load(url, path, concurrency, duration, tag)
+    spent = cpu_seconds(server) - before
+    result["cpu_us"] = round(spent / result["requests"] * 1e6) if result["requests"] else 0
+    return result
 
 
 def draw(rows: list[dict], name: str) -> None:
@@ -155,10 +177,12 @@ def main() -> None:
         try:
             base = f"http://127.0.0.1:{port}"
             wait_ready(base)
+            # taskset execs the server, so the pid is the server's own.
+            server_cpu = psutil.Process(proc.pid)
             load(base, "/webhooks/generic", 16, 1.0, "warm")  # warm-up, not reported
             for c in levels:
-                hook = load(base, "/webhooks/generic", c, args.duration, f"c{c}")
-                health = load(base, "/healthz", c, args.duration, f"h{c}")
+                hook = measured(server_cpu, base, "/webhooks/generic", c, args.duration, f"c{c}")
+                health = measured(server_cpu, base, "/healthz", c, args.duration, f"h{c}")
                 bad = {k: v for k, v in hook["statuses"].items() if k != "202"}
                 rows.append(
                     {
@@ -166,15 +190,18 @@ def main() -> None:
                         "webhooks_per_s": hook["rps"],
                         "p50_ms": hook["p50_ms"],
                         "p99_ms": hook["p99_ms"],
+                        "cpu_us": hook["cpu_us"],
                         "healthz_per_s": health["rps"],
                         "healthz_p99_ms": health["p99_ms"],
+                        "healthz_cpu_us": health["cpu_us"],
                         "ratio": round(hook["rps"] / health["rps"], 2) if health["rps"] else 0,
                         "non_202": sum(bad.values()),
                     }
                 )
                 print(
-                    f"c={c}: {hook['rps']:.0f} webhooks/s p99 {hook['p99_ms']} ms; "
-                    f"healthz {health['rps']:.0f}/s",
+                    f"c={c}: {hook['rps']:.0f} webhooks/s p99 {hook['p99_ms']} ms "
+                    f"({hook['cpu_us']} µs CPU each); "
+                    f"healthz {health['rps']:.0f}/s ({health['cpu_us']} µs CPU each)",
                     flush=True,
                 )
         finally:
@@ -187,8 +214,10 @@ def main() -> None:
         ("webhooks_per_s", "webhooks/s"),
         ("p50_ms", "p50 ms"),
         ("p99_ms", "p99 ms"),
+        ("cpu_us", "server CPU µs/webhook"),
         ("healthz_per_s", "/healthz/s"),
         ("healthz_p99_ms", "/healthz p99 ms"),
+        ("healthz_cpu_us", "server CPU µs/healthz"),
         ("ratio", "webhooks ÷ healthz"),
         ("non_202", "non-202"),
     ]

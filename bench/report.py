@@ -9,6 +9,7 @@ import json
 
 from bench.common import RESULTS, table
 from bench.e2e import COLUMNS as E2E_COLUMNS
+from bench.e2e import cpu_split
 
 INGEST_COLUMNS = [
     ("concurrency", "clients"),
@@ -39,6 +40,9 @@ def main() -> None:
         )
         print(table(data["rows"], columns))
         print()
+        if any("worker_cpu_ms_per_call_by_part" in r for r in data["rows"]):
+            print(cpu_split(data["rows"]))
+            print()
 
 
 if __name__ == "__main__":

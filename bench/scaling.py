@@ -13,7 +13,7 @@ import argparse
 import json
 
 from bench.common import RESULTS, plot, save, table
-from bench.e2e import COLUMNS, run
+from bench.e2e import COLUMNS, cpu_split, run
 
 
 def main() -> None:
@@ -34,6 +34,7 @@ def main() -> None:
             print(row, flush=True)
             rows.append(row)
     print(table(rows, [c for c in COLUMNS if not c[0].startswith("idle")]))
+    print(cpu_split(rows))
     if not args.replot:
         save("scaling", {"rows": rows})
     crms = list(dict.fromkeys(r["crm"] for r in rows))

@@ -1,4 +1,4 @@
-"""The batch publisher's wire format, and the ingest enqueuer's batching, on a real Redis.
+"""The batch publisher's wire format, the ingest enqueuer's batching and its claims, on a real Redis.
 
 That a real Celery worker consumes what :class:`RedisPublisher` pushes is shown end to end
 (``tests/test_end_to_end.py``: the server publishes through it); here its message is compared
@@ -142,3 +142,87 @@ def test_the_args_repr_names_the_call_for_the_worker_logs(redis_url: str) -> Non
     assert "'provider': 'generic'" in message["headers"]["argsrepr"]
     assert "'call_id': 'c1'" in message["headers"]["argsrepr"]
     assert "'event_id': 'ev-1'" in message["headers"]["argsrepr"]
+
+
+def test_delivery_claims_agree_with_the_store(store: StateStore) -> None:
+    """The ingest's batch script and the store's methods read and write the same claims."""
+    from acw_sync.claims import DeliveryClaims
+
+    events = [_event(n) for n in range(3)]
+    keys = [("generic", e.event_id) for e in events]
+    journal = [(e.event_id, e.model_dump_json()) for e in events]
+
+    async def claim(pairs: list[tuple[str, str]], rows: list[tuple[str, str]]) -> list[bool]:
+        claims = DeliveryClaims(store)
+        try:
+            return await claims.claim_and_journal(pairs, rows)
+        finally:
+            await claims.close()
+
+    async def act(name: str, pairs: list[tuple[str, str]]) -> None:
+        claims = DeliveryClaims(store)
+        try:
+            if name == "confirm":
+                await claims.confirm(pairs)
+            else:
+                await claims.release(pairs, [d for _, d in pairs])
+        finally:
+            await claims.close()
+
+    # A key listed twice is claimed once; the claimed events are journalled as inbox_add does.
+    assert asyncio.run(claim([*keys, keys[0]], [*journal, journal[0]])) == [True, True, True, False]
+    assert sorted(e.event_id for e in store.inbox_stale(older_than=-1)) == ["ev-0", "ev-1", "ev-2"]
+    assert store.inbox_stale(older_than=-1)[0] in events
+    # Provisional until confirmed: claimed again, by the store as by the script.
+    assert store.claim_many(keys[:1]) == [True]
+    asyncio.run(act("confirm", keys[:2]))
+    assert store.claim_many(keys) == [False, False, True]
+    assert store.redis.ttl(store.k("dedupe", "generic", "ev-0")) > 24 * 3600
+    asyncio.run(act("release", keys[2:]))
+    assert store.redis.hget(store.k("inbox"), "ev-2") is None
+    assert asyncio.run(claim(keys, journal)) == [False, False, True]
+    # And what the store confirmed, the script sees as a duplicate.
+    store.confirm("generic", "ev-9")
+    assert asyncio.run(claim([("generic", "ev-9")], [("ev-9", "{}")])) == [False]
+
+
+def test_async_twin_reaches_the_same_database(redis_url: str) -> None:
+    from acw_sync.claims import async_twin
+
+    client = redis.Redis.from_url(redis_url, db=3, decode_responses=True, socket_timeout=5)
+
+    async def write() -> None:
+        twin = async_twin(client)
+        try:
+            await twin.set("acw-test:twin", "é")
+            assert await twin.get("acw-test:twin") == "é"  # decode_responses carried over
+        finally:
+            await twin.aclose()
+
+    asyncio.run(write())
+    assert client.get("acw-test:twin") == "é"
+    client.delete("acw-test:twin")
+    client.close()
+
+
+def test_the_async_publish_pushes_what_the_sync_one_pushes(
+    redis_client: redis.Redis, redis_url: str, store: StateStore
+) -> None:
+    publisher = RedisPublisher(redis_url)
+    publisher([_event(1)])
+    [sync_raw] = redis_client.lrange("acw", 0, -1)
+    redis_client.delete("acw")
+    enqueuer = Enqueuer(store, publisher, publish_async=publisher.publish_async)
+
+    async def run() -> list[Any]:
+        first = await enqueuer.enqueue("generic", [_event(1), _event(2)])
+        # The claims are confirmed after the answers, before the next flush: a duplicate.
+        return [first, await enqueuer.enqueue("generic", [_event(1)])]
+
+    first, again = asyncio.run(run())
+    assert [e.event_id for e in first.accepted] == ["ev-1", "ev-2"]
+    assert again.accepted == [] and again.duplicates == ["ev-1"]
+    raw = redis_client.lrange("acw", 0, -1)
+    publisher.close()
+    assert len(raw) == 2
+    assert _mask(json.loads(raw[-1])) == _mask(json.loads(sync_raw))

@@ -95,3 +95,206 @@ def test_health_and_openapi(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.") and "/webhooks/{provider}" in doc["paths"]
     assert "GenericPayload" in doc["components"]["schemas"]
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_metrics_count_each_outcome_by_kind_and_reason(client: TestClient) -> None:
+    before = {
+        "received": _sample("acw_webhooks_received_total", provider="generic"),
+        "new": _sample("acw_webhooks_accepted_total", provider="generic", kind="new"),
+        "dup": _sample("acw_webhooks_accepted_total", provider="generic", kind="duplicate"),
+        "sig": _sample("acw_webhooks_rejected_total", provider="generic", reason="signature"),
+        "payload": _sample("acw_webhooks_rejected_total", provider="generic", reason="payload"),
+        "unknown": _sample(
+            "acw_webhooks_rejected_total", provider="unknown", reason="unknown_provider"
+        ),
+        "timed": _sample("acw_ingest_latency_seconds_count", provider="generic"),
+    }
+    body = generic_body("call-m", customer_number="+14155550100")
+    assert post(client, body, signed_headers(body, "msg_m")).status_code == 202
+    assert post(client, body, signed_headers(body, "msg_m")).status_code == 200
+    assert post(client, body, {**signed_headers(body, "x"), "webhook-id": "y"}).status_code == 401
+    bad = b'{"type": "call.ended"}'
+    assert post(client, bad, signed_headers(bad, "msg_bad")).status_code == 400
+    assert post(client, body, signed_headers(body, "z"), provider="nope").status_code == 404
+    after = {
+        "received": _sample("acw_webhooks_received_total", provider="generic"),
+        "new": _sample("acw_webhooks_accepted_total", provider="generic", kind="new"),
+        "dup": _sample("acw_webhooks_accepted_total", provider="generic", kind="duplicate"),
+        "sig": _sample("acw_webhooks_rejected_total", provider="generic", reason="signature"),
+        "payload": _sample("acw_webhooks_rejected_total", provider="generic", reason="payload"),
+        "unknown": _sample(
+            "acw_webhooks_rejected_total", provider="unknown", reason="unknown_provider"
+        ),
+        "timed": _sample("acw_ingest_latency_seconds_count", provider="generic"),
+    }
+    assert {k: after[k] - before[k] for k in before} == {
+        "received": 4, "new": 1, "dup": 1, "sig": 1, "payload": 1, "unknown": 1, "timed": 4,
+    }  # fmt: skip
+
+
+def test_other_methods_get_405_and_other_paths_404_as_json(client: TestClient) -> None:
+    response = client.get("/webhooks/generic")
+    assert response.status_code == 405 and response.json()["error"]
+    assert client.post("/webhooks/generic/extra", content=b"{}").status_code == 404
+    assert client.post("/webhooks/", content=b"{}").status_code == 404
+
+
+def test_an_unforeseen_error_is_a_500_without_a_trace(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from acw_sync.providers.generic import GenericProvider
+
+    def explode(self: GenericProvider, request: object) -> list[CallEvent]:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(GenericProvider, "parse", explode)
+    before = _sample("acw_webhooks_rejected_total", provider="generic", reason="error")
+    body = generic_body("call-e")
+    response = post(client, body, signed_headers(body, "msg_e"))
+    assert response.status_code == 500 and response.json() == {"error": "internal error"}
+    assert "secret" not in response.text
+    assert _sample("acw_webhooks_rejected_total", provider="generic", reason="error") == before + 1
+
+
+def _call(app: object, scope: dict[str, object], body: bytes = b"{}") -> list[dict[str, object]]:
+    import anyio
+
+    messages: list[dict[str, object]] = []
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        if pending:
+            return pending.pop()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        messages.append(message)
+
+    anyio.run(app, scope, receive, send)  # type: ignore[arg-type]
+    return messages
+
+
+@pytest.mark.parametrize(
+    ("headers", "path", "query", "server", "base"),
+    [
+        ([(b"host", b"acw.example.com")], "/webhooks/rec", b"", ("10.0.0.1", 8000), None),
+        ([(b"host", b"h:8443"), (b"host", b"other")], "/webhooks/rec", b"a=1&a=&b=%20", None, None),
+        ([], "/webhooks/rec", b"x=1", ("10.0.0.1", 80), None),
+        ([], "/webhooks/rec", b"", ["::1", 8000], None),
+        ([(b"host", b"bad host")], "/webhooks/rec", b"", ("10.0.0.1", 8000), None),
+        ([(b"host", b"in.example")], "/webhooks/rec", b"q=%3F", None, "https://pub.example/"),
+    ],
+)
+def test_the_provider_sees_the_url_starlette_would_give_it(
+    store: StateStore,
+    headers: list[tuple[bytes, bytes]],
+    path: str,
+    query: bytes,
+    server: object,
+    base: str | None,
+) -> None:
+    from starlette.requests import Request
+
+    from acw_sync.provider import HandshakeResponse, Provider, WebhookRequest
+
+    seen: list[WebhookRequest] = []
+
+    class Recording(Provider):
+        name = "rec"
+
+        def handshake(self, request: WebhookRequest, now: datetime) -> HandshakeResponse:
+            seen.append(request)
+            return HandshakeResponse(body=b"{}")
+
+        def verify(self, request: WebhookRequest, now: datetime) -> None:
+            raise AssertionError("not reached")
+
+        def parse(self, request: WebhookRequest) -> list[CallEvent]:
+            raise AssertionError("not reached")
+
+    config = AppConfig(providers={}, server={"public_base_url": base})  # type: ignore[arg-type]
+    ingest = Ingest(config, {"rec": Recording(Provider.config_model())}, store, print, lambda: True)
+    app = create_app(ingest)
+    scope: dict[str, object] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https" if base else "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": server,
+    }
+    for _ in range(2):  # the second from the endpoint's memo
+        messages = _call(app, dict(scope))
+        assert messages[0]["status"] == 200
+    starlette = Request(dict(scope)).url
+    expected = str(starlette) if not base else base.rstrip("/") + starlette.path
+    if base and starlette.query:
+        expected += "?" + starlette.query
+    for request in seen:
+        assert request.url == expected
+        assert request.path == starlette.path
+        assert request.query == tuple(Request(dict(scope)).query_params.multi_items())
+        assert request.headers.get("host") == (headers[-1][1].decode() if headers else None)
+    assert len(seen) == 2
+
+
+def test_the_server_process_freezes_its_startup_heap() -> None:
+    import gc
+
+    from acw_sync.server import GC_THRESHOLDS, settle_garbage_collector
+
+    thresholds = gc.get_threshold()
+    try:
+        settle_garbage_collector()
+        assert gc.get_freeze_count() > 10_000 and gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+def test_a_client_gone_before_its_body_ends_gets_400(store: StateStore) -> None:
+    import anyio
+
+    config = AppConfig(providers={"generic": {"secret": SECRET}})
+    app = create_app(Ingest.from_config(config, store, print, broker_ping=lambda: True))
+    incoming = [
+        {"type": "http.disconnect"},
+        {"type": "http.request", "body": b'{"type":', "more_body": True},
+    ]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return incoming.pop()
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhooks/generic",
+        "raw_path": b"/webhooks/generic",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"h")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    anyio.run(app, scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 400
+    assert b"disconnected" in sent[1]["body"]  # type: ignore[operator]

@@ -11,7 +11,7 @@ import pytest
 from acw_connector_sandbox import SandboxStore
 from acw_sync.config import AppConfig, ConnectorInstance, MatchingPolicy
 from acw_sync.errors import RateLimited
-from acw_sync.model import Agent, CallEvent, CallOutcome, Direction, EventType, Note
+from acw_sync.model import Agent, CallEvent, CallOutcome, CallRecord, Direction, EventType, Note
 from acw_sync.store import StateStore
 from acw_sync.sync import ConnectorPool, sync_call
 
@@ -156,3 +156,98 @@ def test_connector_errors_propagate_and_resume(store: StateStore, tmp_path: Path
     assert sync_call(store, pool, "crm", key).status == "synced"
     assert len(crm.query("SELECT * FROM activities")) == 1
     assert len(crm.query("SELECT * FROM tasks")) == 1
+
+
+def test_the_worker_store_path_stores_merges_and_saves_in_two_scripts(store: StateStore) -> None:
+    """``process_event``'s two round trips: the event stored and the call read back (a
+    redelivery is reported), then the record saved, the inbox entry done and, for an ended
+    call, the figures flag taken exactly once; a record of fewer events never wins."""
+    from acw_sync.merge import merge_events
+    from acw_sync.status import figures_key
+
+    base = {"provider": "generic", "call_id": "two-trips"}
+    started = CallEvent(
+        event_id="tt-s", type=EventType.STARTED, occurred_at=T0, started_at=T0,
+        customer_number="+14155550100", **base,  # type: ignore[arg-type]
+    )  # fmt: skip
+    ended = CallEvent(
+        event_id="tt-e", type=EventType.ENDED, occurred_at=T0 + timedelta(seconds=60),
+        ended_at=T0 + timedelta(seconds=60), outcome=CallOutcome.COMPLETED,
+        **base,  # type: ignore[arg-type]
+    )  # fmt: skip
+    store.inbox_add([started, ended])
+    added, events = store.add_event_and_events(ended)
+    assert added and [e.event_id for e in events] == ["tt-e"]
+    added, events = store.add_event_and_events(started)
+    assert added and sorted(e.event_id for e in events) == ["tt-e", "tt-s"]
+    assert store.add_event_and_events(started)[0] is False  # a redelivery
+    # Events come back equal to what was stored (parsed once, whichever process stored them).
+    assert {e.event_id: e for e in events} == {
+        e.event_id: e for e in store.events(started.call_key)
+    }
+
+    full = merge_events(events)
+    flag = figures_key(store, full.key)
+    assert store.save_merged(full, "tt-s", figures_key=flag) is True
+    assert store.save_merged(full, "tt-e", figures_key=flag) is False  # once per call
+    assert store.record(full.key) == full
+    assert store.recent_calls() == [full.key]
+    assert store.inbox_stale(older_than=-1) == []
+    partial = merge_events([ended])
+    assert store.save_merged(partial, "tt-e") is False
+    assert store.record(full.key) == full  # never regresses
+
+
+def test_merge_event_saves_the_record_of_exactly_the_stored_events(store: StateStore) -> None:
+    """``process_event``'s store path: one round trip when this process knows the call's other
+    events, two when another process stored some meanwhile or the event is a redelivery; the
+    saved record is always the merge of the events stored, and the figures flag goes once."""
+    import acw_sync.store as store_module
+    from acw_sync.merge import merge_events
+    from acw_sync.status import figures_key
+
+    base = {"provider": "generic", "call_id": "guess"}
+
+    def event(n: int, kind: EventType, **extra: object) -> CallEvent:
+        return CallEvent(
+            event_id=f"g-{n}", type=kind, occurred_at=T0 + timedelta(seconds=n),
+            **base, **extra,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    a = event(0, EventType.STARTED, started_at=T0, customer_number="+14155550100")
+    b = event(1, EventType.ANSWERED, answered_at=T0 + timedelta(seconds=1))
+    c = event(2, EventType.UPDATED, notes=[Note(text="asked for a quote")])
+    d = event(3, EventType.ENDED, ended_at=T0 + timedelta(seconds=3))
+    flag = figures_key(store, a.call_key)
+    trips: list[str] = []
+    execute = store.redis.execute_command
+
+    def counting(*args: object, **kwargs: object) -> object:
+        trips.append(str(args[0]))
+        return execute(*args, **kwargs)
+
+    store.redis.execute_command = counting  # type: ignore[method-assign]
+
+    def merged(ev: CallEvent) -> tuple[bool, CallRecord, bool, int]:
+        trips.clear()
+        added, record, due = store.merge_event(ev, figures_key=flag)
+        count = len(trips)
+        assert record == merge_events(store.events(ev.call_key)) == store.record(ev.call_key)
+        return added, record, due, count
+
+    for script in (store._add_and_save, store._save_merged):
+        script.sha = store.redis.script_load(script.script)  # a fresh Redis: loaded once
+    store_module._calls.clear()
+    assert merged(a) == (True, merge_events([a]), False, 1)
+    assert merged(b)[3] == 1  # this process stored a: merged before storing
+    store_module._calls.clear()  # c and d arrive at another process, which knows nothing
+    assert merged(c)[3] == 2
+    added, record, due, trips_d = merged(d)
+    assert (added, record.ended, due, trips_d) == (True, True, True, 1)
+    assert merged(d)[:3] == (False, record, False)  # a redelivery: no figures twice
+    store_module._calls.pop(a.call_key)
+    store_module._calls[a.call_key] = {"g-0": a.model_dump_json()}  # a stale view of the call
+    late = event(4, EventType.UPDATED, tags=["vip"])
+    added, record, due, trips_late = merged(late)
+    assert added and not due and trips_late == 2 and len(record.event_ids) == 5
+    store.redis.execute_command = execute  # type: ignore[method-assign]

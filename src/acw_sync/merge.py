@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from acw_sync.model import (
     TERMINAL_EVENTS,
@@ -38,12 +39,24 @@ from acw_sync.model import (
     CallRecord,
     EventType,
     Note,
+    Utterance,
     call_key,
 )
 
 __all__ = ["merge_events", "order_key"]
 
 _TYPE_ORDER = {t: i for i, t in enumerate(EventType)}
+#: Who called whom: the earliest event that says it wins.
+_IDENTITY_FIELDS = ("provider_account", "direction", "customer_number", "line_number")
+#: Measurements and references: the latest value wins, a missing one never erases it.
+_SCALAR_FIELDS = (
+    "duration",
+    "talk_time",
+    "hold_time",
+    "wrapup_time",
+    "disposition",
+    "recording_url",
+)
 
 
 def order_key(event: CallEvent) -> tuple[datetime, int, int, str]:
@@ -68,44 +81,36 @@ def merge_events(events: Iterable[CallEvent]) -> CallRecord:
     if len(keys) > 1:
         raise ValueError(f"events of different calls: {sorted(keys)}")
 
-    record = CallRecord(
-        key=call_key(first.provider, first.call_id),
-        provider=first.provider,
-        call_id=first.call_id,
-    )
+    # The fold works on plain locals and builds the record once at the end: the models
+    # validate every assignment, and a record's fields are set several times per event.
+    values: dict[str, Any] = {}
+    started_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    transcript: list[Utterance] = []
     agents: list[tuple[bool, Agent]] = []
     notes: dict[str, Note] = {}
     tags: dict[str, None] = {}
+    ended = False
     answered = False
     voicemail = False
     terminal_outcome: CallOutcome | None = None
 
-    identity_fields = ("provider_account", "direction", "customer_number", "line_number")
-    scalar_fields = (
-        "duration",
-        "talk_time",
-        "hold_time",
-        "wrapup_time",
-        "disposition",
-        "recording_url",
-    )
     for event in ordered:
-        for name in identity_fields:
+        for name in _IDENTITY_FIELDS:
             value = getattr(event, name)
-            if value is not None and value != "" and getattr(record, name) is None:
-                setattr(record, name, value)
-        for name in scalar_fields:
+            if value is not None and value != "" and values.get(name) is None:
+                values[name] = value
+        for name in _SCALAR_FIELDS:
             value = getattr(event, name)
             if value is not None and value != "":
-                setattr(record, name, value)
-        if event.started_at and (record.started_at is None or event.started_at < record.started_at):
-            record.started_at = event.started_at
-        if event.answered_at and (
-            record.answered_at is None or event.answered_at < record.answered_at
-        ):
-            record.answered_at = event.answered_at
-        if event.ended_at and (record.ended_at is None or event.ended_at > record.ended_at):
-            record.ended_at = event.ended_at
+                values[name] = value
+        if event.started_at and (started_at is None or event.started_at < started_at):
+            started_at = event.started_at
+        if event.answered_at and (answered_at is None or event.answered_at < answered_at):
+            answered_at = event.answered_at
+        if event.ended_at and (ended_at is None or event.ended_at > ended_at):
+            ended_at = event.ended_at
         if event.agent is not None and not event.agent.is_empty():
             agents.append((event.type is EventType.ANSWERED, event.agent))
         for note in event.notes:
@@ -116,8 +121,8 @@ def merge_events(events: Iterable[CallEvent]) -> CallRecord:
             tags.setdefault(tag, None)
         for tag in event.removed_tags:
             tags.pop(tag, None)
-        if len(event.transcript) > len(record.transcript):
-            record.transcript = list(event.transcript)
+        if len(event.transcript) > len(transcript):
+            transcript = list(event.transcript)
         if event.type is EventType.ANSWERED or event.answered_at is not None:
             answered = True
         if event.type is EventType.VOICEMAIL or event.outcome is CallOutcome.VOICEMAIL:
@@ -127,27 +132,39 @@ def merge_events(events: Iterable[CallEvent]) -> CallRecord:
         if event.type is EventType.MISSED and event.outcome is None:
             terminal_outcome = CallOutcome.MISSED
         if event.type in TERMINAL_EVENTS:
-            record.ended = True
+            ended = True
 
+    outcome: CallOutcome | None = None
     if voicemail:
-        record.outcome = CallOutcome.VOICEMAIL
-    elif answered or (record.talk_time or 0) > 0:
-        record.outcome = CallOutcome.COMPLETED
+        outcome = CallOutcome.VOICEMAIL
+    elif answered or (values.get("talk_time") or 0) > 0:
+        outcome = CallOutcome.COMPLETED
     elif terminal_outcome is not None:
-        record.outcome = terminal_outcome
-    elif record.ended:
-        record.outcome = CallOutcome.MISSED
-    if answered and record.talk_time is None and record.answered_at and record.ended_at:
-        record.talk_time = max(0.0, (record.ended_at - record.answered_at).total_seconds())
-    if record.duration is None and record.started_at and record.ended_at:
-        record.duration = max(0.0, (record.ended_at - record.started_at).total_seconds())
+        outcome = terminal_outcome
+    elif ended:
+        outcome = CallOutcome.MISSED
+    if answered and values.get("talk_time") is None and answered_at and ended_at:
+        values["talk_time"] = max(0.0, (ended_at - answered_at).total_seconds())
+    if values.get("duration") is None and started_at and ended_at:
+        values["duration"] = max(0.0, (ended_at - started_at).total_seconds())
 
-    record.agent = _merge_agents(agents)
-    record.notes = sorted(notes.values(), key=_note_order)
-    record.tags = list(tags)
-    record.event_ids = sorted(unique)
-    record.last_event_at = ordered[-1].occurred_at
-    return record
+    return CallRecord(
+        key=call_key(first.provider, first.call_id),
+        provider=first.provider,
+        call_id=first.call_id,
+        started_at=started_at,
+        answered_at=answered_at,
+        ended_at=ended_at,
+        ended=ended,
+        outcome=outcome,
+        transcript=transcript,
+        agent=_merge_agents(agents),
+        notes=sorted(notes.values(), key=_note_order),
+        tags=list(tags),
+        event_ids=sorted(unique),
+        last_event_at=ordered[-1].occurred_at,
+        **values,
+    )
 
 
 def _note_order(note: Note) -> tuple[str, str]:

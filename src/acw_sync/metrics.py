@@ -46,10 +46,12 @@ __all__ = [
     "RETRIES",
     "SYNCS",
     "SYNC_DURATION",
+    "TASK_CPU",
     "WEBHOOKS_ACCEPTED",
     "WEBHOOKS_RECEIVED",
     "WEBHOOKS_REJECTED",
     "StateCollector",
+    "WebhookMetrics",
     "instrument_connector",
     "instrument_webhooks",
     "observe_call_figures",
@@ -101,6 +103,12 @@ RETRIES = Counter(
     "acw_task_retries_total",
     "Task retries scheduled, by task, connector instance and error reason",
     ["task", "connector", "reason"],
+)
+TASK_CPU = Counter(
+    "acw_task_cpu_seconds_total",
+    "CPU seconds spent running tasks in worker pool processes, by task (Celery's own "
+    "bookkeeping around the task and the consumer process are not included)",
+    ["task"],
 )
 DEAD_LETTERS = Counter(
     "acw_dead_letters_total", "Syncs moved to the dead-letter store", ["connector", "reason"]
@@ -186,30 +194,75 @@ def _accepted_kind(status: int, body: bytes) -> str:
     return "ignored" if answer.get("ignored") else "duplicate"
 
 
-def instrument_webhooks(endpoint: _Endpoint, providers: Iterable[str]) -> _Endpoint:
-    """Wrap the webhook endpoint: count requests by provider and outcome, time them.
+class WebhookMetrics:
+    """The webhook endpoint's metrics, with their label children bound once.
 
-    Unconfigured provider names in the path are counted as ``unknown`` (bounded labels).
+    ``Counter.labels(...)`` costs several times the increment it precedes; on the request path
+    the children are looked up in a dict instead (created on first use, so the exposition holds
+    only the series that happened). Unconfigured provider names are counted as ``unknown``
+    (bounded labels).
     """
-    known = frozenset(providers)
+
+    def __init__(self, providers: Iterable[str]) -> None:
+        self._known = frozenset(providers)
+        self._children: dict[tuple[str, str, str], Any] = {}
+
+    def label(self, name: str) -> str:
+        """The provider label for a name taken from the path."""
+        return name if name in self._known else "unknown"
+
+    def _child(self, metric: str, provider: str, value: str = "") -> Any:
+        key = (metric, provider, value)
+        child = self._children.get(key)
+        if child is None:
+            if metric == "received":
+                child = WEBHOOKS_RECEIVED.labels(provider)
+            elif metric == "latency":
+                child = INGEST_LATENCY.labels(provider)
+            elif metric == "accepted":
+                child = WEBHOOKS_ACCEPTED.labels(provider, value)
+            else:
+                child = WEBHOOKS_REJECTED.labels(provider, value)
+            self._children[key] = child
+        return child
+
+    def received(self, provider: str) -> None:
+        self._child("received", provider).inc()
+
+    def answered(self, provider: str, status: int, seconds: float, kind: str = "") -> None:
+        """One answered request: its latency, and accepted by ``kind`` or rejected by status."""
+        self._child("latency", provider).observe(seconds)
+        if status < 300:
+            self._child("accepted", provider, kind or "handshake").inc()
+        else:
+            self._child("rejected", provider, _REJECT_REASONS.get(status, "error")).inc()
+
+    def failed(self, provider: str) -> None:
+        """An unhandled error (answered 500; not timed, as before)."""
+        self._child("rejected", provider, "error").inc()
+
+
+def instrument_webhooks(endpoint: _Endpoint, providers: Iterable[str]) -> _Endpoint:
+    """Wrap a Starlette webhook endpoint: count requests by provider and outcome, time them.
+
+    The server's own endpoint uses :class:`WebhookMetrics` directly (no Request object); this
+    wrapper is kept for endpoints built on Starlette.
+    """
+    metrics = WebhookMetrics(providers)
 
     @functools.wraps(endpoint)
     async def timed(request: Any) -> Any:
-        name = request.path_params.get("provider", "")
-        provider = name if name in known else "unknown"
+        provider = metrics.label(request.path_params.get("provider", ""))
         started = time.perf_counter()
-        WEBHOOKS_RECEIVED.labels(provider).inc()
+        metrics.received(provider)
         try:
             response = await endpoint(request)
         except Exception:
-            WEBHOOKS_REJECTED.labels(provider, "error").inc()
+            metrics.failed(provider)
             raise
-        INGEST_LATENCY.labels(provider).observe(time.perf_counter() - started)
         status = int(response.status_code)
-        if status < 300:
-            WEBHOOKS_ACCEPTED.labels(provider, _accepted_kind(status, response.body)).inc()
-        else:
-            WEBHOOKS_REJECTED.labels(provider, _REJECT_REASONS.get(status, "error")).inc()
+        kind = _accepted_kind(status, response.body) if status < 300 else ""
+        metrics.answered(provider, status, time.perf_counter() - started, kind)
         return response
 
     return timed  # type: ignore[return-value]

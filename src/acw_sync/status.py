@@ -119,7 +119,12 @@ def mark_done(store: StateStore, instance: str, call_key: str) -> None:
 
 def first_figures(store: StateStore, call_key: str) -> bool:
     """True exactly once per call, across every worker (the ACW figures are observed then)."""
-    return bool(store.redis.set(_k(store, "figures", call_key), "1", nx=True, ex=CALL_TTL))
+    return bool(store.redis.set(figures_key(store, call_key), "1", nx=True, ex=CALL_TTL))
+
+
+def figures_key(store: StateStore, call_key: str) -> str:
+    """The flag :func:`first_figures` sets (workers set it with the call's record instead)."""
+    return _k(store, "figures", call_key)
 
 
 # -- the broker -----------------------------------------------------------------------------

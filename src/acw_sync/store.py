@@ -39,6 +39,7 @@ from typing import Any, cast
 
 import redis
 
+from acw_sync.merge import merge_events
 from acw_sync.model import CallEvent, CallRecord, CrmObjectRef, CustomerRef
 
 __all__ = ["Ledger", "LockBusy", "StateStore"]
@@ -60,10 +61,90 @@ end
 return 0
 """
 
+_ADD_EVENT = """
+local added = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {added, redis.call('HVALS', KEYS[1])}
+"""
+
+# The record (as _SAVE_RECORD), the recent-calls index, the inbox entry done, and, for an
+# ended call, the "ACW figures observed" flag (KEYS[5], optional): one EVALSHA.
+_SAVE_MERGED = """
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '-1')
+if tonumber(ARGV[1]) >= n then
+  redis.call('HSET', KEYS[1], 'n', ARGV[1], 'json', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+redis.call('HDEL', KEYS[3], ARGV[6])
+redis.call('ZREM', KEYS[4], ARGV[6])
+if KEYS[5] and redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[3]) then
+  return 1
+end
+return 0
+"""
+
+# _ADD_EVENT, and when the call's events are then exactly the ones the caller merged (its
+# event is new and the count matches: stored events are never replaced), _SAVE_MERGED with
+# the caller's record. Reply {added, 1, figures} when saved, else {added, 0, 0, events}.
+_ADD_AND_SAVE = """
+local added = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if added == 0 or redis.call('HLEN', KEYS[1]) ~= tonumber(ARGV[4]) then
+  return {added, 0, 0, redis.call('HVALS', KEYS[1])}
+end
+local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '-1')
+if tonumber(ARGV[4]) >= n then
+  redis.call('HSET', KEYS[2], 'n', ARGV[4], 'json', ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if KEYS[6] and redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[3]) then
+  return {added, 1, 1}
+end
+return {added, 1, 0}
+"""
+
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+#: Parsed events by their stored JSON, so that merging a call's M events does not validate
+#: all M again for every new event. Parsing is a pure function of the JSON, so a hit is the
+#: same event; the entries are shared, and merging never mutates them.
+_PARSED_MAX = 4096
+_parsed: dict[str, CallEvent] = {}
+
+
+def _parse_event(raw: str) -> CallEvent:
+    event = _parsed.get(raw)
+    if event is None:
+        event = _remember_event(raw, CallEvent.model_validate_json(raw))
+    return event
+
+
+def _remember_event(raw: str, event: CallEvent) -> CallEvent:
+    if len(_parsed) >= _PARSED_MAX:
+        del _parsed[next(iter(_parsed))]  # the oldest: its call is most likely over
+    _parsed[raw] = event
+    return event
+
+
+#: The stored events (event id -> JSON) of calls this process merged recently: a worker that
+#: knows a call's other events merges before storing, and stores and saves in one round trip.
+_CALLS_MAX = 2048
+_calls: dict[str, dict[str, str]] = {}
+
+
+def _remember_call(call_key: str, events: dict[str, str]) -> None:
+    _calls.pop(call_key, None)  # re-inserted last: the oldest call is dropped first
+    if len(_calls) >= _CALLS_MAX:
+        del _calls[next(iter(_calls))]
+    _calls[call_key] = events
 
 
 class LockBusy(Exception):
@@ -94,6 +175,9 @@ class StateStore:
         self.redis = client
         self.prefix = prefix
         self._save_record = client.register_script(_SAVE_RECORD)
+        self._add_event = client.register_script(_ADD_EVENT)
+        self._save_merged = client.register_script(_SAVE_MERGED)
+        self._add_and_save = client.register_script(_ADD_AND_SAVE)
         self._release = client.register_script(_RELEASE_LOCK)
 
     @classmethod
@@ -222,14 +306,14 @@ class StateStore:
         return bool(added)
 
     def add_event_and_events(self, event: CallEvent) -> tuple[bool, list[CallEvent]]:
-        """:meth:`add_event` and then :meth:`events` of its call, in one round trip."""
-        key = self.k("events", event.call_key)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hsetnx(key, event.event_id, event.model_dump_json())
-        pipe.expire(key, CALL_TTL)
-        pipe.hgetall(key)
-        added, _, raw = pipe.execute()
-        return bool(added), [CallEvent.model_validate_json(v) for v in raw.values()]
+        """:meth:`add_event` and then :meth:`events` of its call, in one round trip (one
+        script). Events parsed before (in this process) are not validated again."""
+        raw = event.model_dump_json()
+        _remember_event(raw, event)
+        added, stored = self._add_event(
+            keys=[self.k("events", event.call_key)], args=[event.event_id, raw, CALL_TTL]
+        )
+        return bool(added), [_parse_event(v) for v in stored]
 
     def events(self, call_key: str) -> list[CallEvent]:
         raw = cast(dict[str, str], self.redis.hgetall(self.k("events", call_key)))
@@ -254,6 +338,83 @@ class StateStore:
                 # A restarted or flushed Redis: load it again (same sha, or the fixed one).
                 self._save_record.sha = self.redis.script_load(_SAVE_RECORD)
         return True
+
+    def merge_event(
+        self, event: CallEvent, *, figures_key: str | None = None
+    ) -> tuple[bool, CallRecord, bool]:
+        """Store ``event``, merge its call and save the record (:meth:`add_event_and_events`,
+        :func:`~acw_sync.merge.merge_events`, :meth:`save_merged`).
+
+        One round trip when the call's stored events are the ones this process saw stored
+        plus ``event`` (it merges them first and the script saves that record only if the
+        set matches); two otherwise. Returns (``event`` was new, the record, the call's
+        figures are due: ``figures_key`` was set now for an ended call).
+        """
+        raw = event.model_dump_json()
+        _remember_event(raw, event)
+        guess = {**_calls.get(event.call_key, {}), event.event_id: raw}
+        record = merge_events([_parse_event(v) for v in guess.values()])
+        at = record.last_event_at or record.ended_at or record.started_at
+        keys = [
+            self.k("events", event.call_key),
+            self.k("record", record.key),
+            self.k("calls"),
+            self.k("inbox"),
+            self.k("inbox", "index"),
+        ]
+        if figures_key is not None and record.ended:
+            keys.append(figures_key)
+        args = (
+            event.event_id,
+            raw,
+            CALL_TTL,
+            len(guess),
+            record.model_dump_json(),
+            at.timestamp() if at else time.time(),
+            record.key,
+        )
+        reply = self._add_and_save(keys=keys, args=args)
+        added = bool(reply[0])
+        if reply[1]:
+            _remember_call(event.call_key, guess)
+            return added, record, bool(reply[2])
+        events = [_parse_event(v) for v in reply[3]]
+        _remember_call(
+            event.call_key, {e.event_id: v for e, v in zip(events, reply[3], strict=True)}
+        )
+        record = merge_events(events)
+        figures = self.save_merged(
+            record, event.event_id, figures_key=figures_key if record.ended else None
+        )
+        return added, record, figures
+
+    def save_merged(
+        self, record: CallRecord, event_id: str, *, figures_key: str | None = None
+    ) -> bool:
+        """After merging ``event_id`` into ``record``: :meth:`save_record`, then
+        :meth:`inbox_done` for the event, in one round trip (one script).
+
+        With ``figures_key`` (an ended call), that key is also set unless it exists; True
+        when this call set it (the call's ACW figures are to be observed, once).
+        """
+        at = record.last_event_at or record.ended_at or record.started_at
+        keys = [
+            self.k("record", record.key),
+            self.k("calls"),
+            self.k("inbox"),
+            self.k("inbox", "index"),
+        ]
+        if figures_key is not None:
+            keys.append(figures_key)
+        args = (
+            len(record.event_ids),
+            record.model_dump_json(),
+            CALL_TTL,
+            at.timestamp() if at else time.time(),
+            record.key,
+            event_id,
+        )
+        return bool(self._save_merged(keys=keys, args=args))
 
     def record(self, call_key: str) -> CallRecord | None:
         raw = self.redis.hget(self.k("record", call_key), "json")
@@ -317,7 +478,9 @@ class StateStore:
             else:
                 mapping[name] = str(value)
         key = self.k("ledger", instance, call_key)
-        pipe = self.redis.pipeline()
+        # One round trip without MULTI/EXEC (a flush writes several fields per call): the TTL
+        # only bounds the key's life, nothing reads the two commands as one.
+        pipe = self.redis.pipeline(transaction=False)
         pipe.hset(key, mapping=cast(Any, mapping))
         pipe.expire(key, CALL_TTL)
         pipe.execute()

@@ -13,11 +13,13 @@ A failure in here is logged and swallowed: observability never fails a task.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -82,7 +84,18 @@ def _store() -> StateStore:
 
 # -- around each task -------------------------------------------------------------------------
 
-_started: dict[str, float] = {}
+
+@dataclass(slots=True)
+class _Running:
+    """What the hooks around one task share: its call fields and when it started."""
+
+    fields: dict[str, Any]
+    wall: float
+    cpu: float
+    """This thread's CPU clock at the start."""
+
+
+_running: dict[str, _Running] = {}
 
 
 def _bind_context(
@@ -93,9 +106,9 @@ def _bind_context(
         # The task may carry its own count of real failures (deferrals are not attempts).
         carried = (kwargs or {}).get("attempt") if isinstance(kwargs, dict) else None
         attempt = int(carried if carried is not None else (task.request.retries or 0)) + 1
-        bind_call(task_id=task_id, task=task.name, attempt=attempt)
-        bind_call(**call_fields(task.name, args, kwargs))
-        _started[task_id] = time.perf_counter()
+        fields = call_fields(task.name, args, kwargs)
+        bind_call(task_id=task_id, task=task.name, attempt=attempt, **fields)
+        _running[task_id] = _Running(fields, time.perf_counter(), time.thread_time())
 
 
 def _after_task(
@@ -108,19 +121,37 @@ def _after_task(
     state: str | None = None,
     **_: Any,
 ) -> None:
+    running = _running.pop(task_id, None)
     try:
-        started = _started.pop(task_id, None)
-        fields = call_fields(task.name, args, kwargs)
+        if task.name == PROCESS_EVENT:
+            with _guard("call figures"):  # the flag is taken: observe whatever the outcome
+                _observe_figures(task)
         if state != "SUCCESS":
             return  # retries and failures are counted by their own signals
+        fields = running.fields if running else call_fields(task.name, args, kwargs)
         if task.name == SYNC_CALL:
             with _guard("postrun sync"):
+                started = running.wall if running else None
                 _sync_done(fields["connector"], fields["call_key"], str(retval), started)
         elif task.name == PROCESS_EVENT:
             with _guard("postrun event"):
-                _event_done(fields.get("provider") or "?", fields.get("call_key"), str(retval))
+                _event_done(fields.get("provider") or "?", str(retval))
     finally:
         clear_call()
+        if running is not None:  # the task and these hooks: what the task cost this process
+            with _guard("task cpu"):
+                _task_cpu(task.name).inc(max(0.0, time.thread_time() - running.cpu))
+
+
+@functools.cache
+def _task_cpu(task_name: str) -> Any:
+    return metrics.TASK_CPU.labels(task_name)
+
+
+@functools.cache
+def _events_processed(provider: str, result: str) -> Any:
+    # Label values come from the config's providers and a fixed set of results: bounded.
+    return metrics.EVENTS_PROCESSED.labels(provider, result)
 
 
 def _sync_done(instance: str, call_key: str, result: str, started: float | None) -> None:
@@ -142,13 +173,15 @@ def _sync_done(instance: str, call_key: str, result: str, started: float | None)
         )
 
 
-def _event_done(provider: str, call_key: str | None, result: str) -> None:
-    metrics.EVENTS_PROCESSED.labels(provider, result).inc()
-    if result != "queued" or not call_key:
-        return
-    store = _store()
-    record = store.record(call_key)
-    if record is not None and record.ended and status.first_figures(store, call_key):
+def _event_done(provider: str, result: str) -> None:
+    _events_processed(provider, result).inc()
+
+
+def _observe_figures(task: Any) -> None:
+    """An ended call's ACW figures, once per call: ``process_event`` leaves the record on
+    the request when it set the call's figures flag (with the record, in one round trip)."""
+    record = getattr(task.request, "acw_figures", None)
+    if record is not None:
         metrics.observe_call_figures(record)
 
 

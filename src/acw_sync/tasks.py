@@ -35,7 +35,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from acw_sync import batch
+from acw_sync import batch, status
 from acw_sync import guard as guard_module
 from acw_sync.circuit import CircuitSettings
 from acw_sync.embedded import broker_url
@@ -48,7 +48,6 @@ from acw_sync.errors import (
     RetryableError,
 )
 from acw_sync.guard import Deferred, Guard, in_doubt, mark_in_doubt
-from acw_sync.merge import merge_events
 from acw_sync.model import CallEvent
 from acw_sync.parking import Enqueue, Scheduler
 from acw_sync.runtime import get_runtime, reset_runtime
@@ -198,18 +197,20 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
     runtime = get_runtime()
     parsed = CallEvent.model_validate(event)
     store = runtime.store
-    added, events = store.add_event_and_events(parsed)
-    record = merge_events(events)
-    store.save_record(record)
-    bound = log.bind(
-        event_id=parsed.event_id,
-        call_key=parsed.call_key,
-        provider=parsed.provider,
-        event_type=parsed.type.value,
-    )
-    bound.info("event merged", duplicate=not added, ended=record.ended)
-    # Stored: from here on the reconciler covers the call, the inbox entry is no longer needed.
-    store.inbox_done(parsed.event_id)
+    # One or two round trips: store the event, merge the call's events, save the record and
+    # take the event off the inbox (stored: from here on the reconciler covers the call).
+    figures = status.figures_key(store, parsed.call_key)
+    added, record, figures_due = store.merge_event(parsed, figures_key=figures)
+    if figures_due:
+        # The call's ACW figures are due (once per call): task_signals observes them.
+        self.request.acw_figures = record
+    fields = {
+        "event_id": parsed.event_id,
+        "call_key": parsed.call_key,
+        "provider": parsed.provider,
+        "event_type": parsed.type.value,
+    }
+    log.info("event merged", duplicate=not added, ended=record.ended, **fields)
     if not record.ended:
         return "merged"
     team = record.agent.team if record.agent else None
@@ -223,11 +224,11 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
         if window > 0:  # batched: one sync_batch per window collects this call with others
             if batch.queue_call(store, instance, record.key, window) or redelivered:
                 schedule_flush(instance, countdown=window)
-            bound.info("sync batched", connector=instance)
+            log.info("sync batched", connector=instance, **fields)
             continue
         if store.mark_pending(instance, record.key) or redelivered:
             sync_call.apply_async(args=[instance, record.key], kwargs={"first_seen": time.time()})
-            bound.info("sync queued", connector=instance)
+            log.info("sync queued", connector=instance, **fields)
     return "queued"
 
 

@@ -468,8 +468,10 @@ def test_check_names_each_missing_piece(sf_emulator: SalesforceEmulator) -> None
     assert not checks["Lead permissions"].ok and "createable" in checks["Lead permissions"].detail
     assert checks["Contact permissions"].ok
     assert not checks["external id field"].ok and "Acw__c" in checks["external id field"].detail
-    old = {c.name: c for c in sf_connector(sf_emulator, api_version="40.0").check()}
-    assert not old["api version"].ok
+    old = {c.name: c for c in sf_connector(sf_emulator, api_version="56.0").check()}
+    assert not old["api version"].ok  # the emulated org serves 57.0 to 62.0
+    with pytest.raises(ValidationError, match=r"42\.0 or later"):
+        sf_config(sf_emulator, api_version="41.0")
 
 
 def test_check_reports_an_expired_token_as_login_failure(sf_emulator: SalesforceEmulator) -> None:

@@ -109,3 +109,18 @@ connectors:
     assert "[FAIL] Lead permissions: missing: createable" in result.output
     assert "[FAIL] external id field: Task.Acw_Call_Key__c does not exist" in result.output
     assert org.client_secret not in result.output
+
+
+def test_an_unbatched_call_looks_its_customer_up_in_one_request(
+    store: StateStore, sf_emulator: SalesforceEmulator
+) -> None:
+    """Contact, Lead and Account asked in one Composite request (was three queries)."""
+    org = sf_emulator.org
+    org.insert("Contact", {"LastName": "Kim", "Phone": "(415) 555-0100"})
+    pool = pool_for(sf_emulator)
+    key = add_call(store, "c1", "+14155550100", CallOutcome.COMPLETED)
+    before = len(org.log)
+    assert sync_call(store, pool, "sf", key).status == "synced"
+    data = [f"{m} {p.split('/v59.0/')[-1][:40]}" for m, p in org.log[before:] if "/v59.0/" in p]
+    lookups = [r for r in data if "FROM+Contact" in r or r == "POST composite"]
+    assert lookups == ["POST composite"], data

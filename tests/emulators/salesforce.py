@@ -7,16 +7,28 @@ subset of :mod:`tests.emulators.salesforce_soql`; restricted picklists and creat
 (Task ``Status`` Not Started, ``Priority`` Normal, ``TaskSubtype`` Task); ``TaskSubtype`` not
 updateable; error bodies as JSON lists with ``errorCode``; ``Sforce-Limit-Info`` on every
 answer; sObject Collections (≤ 200 records, per-record ``statusCode`` errors, ``allOrNone``);
-the OAuth token endpoint (client credentials, JWT bearer) and SOAP ``login()``.
+Composite (``POST composite``): every subrequest evaluated as if it had been sent alone, the whole
+counted as one API call, at most 25 subrequests of which at most 5 query or sObject Collections
+ones ("You can have up to 25 subrequests in a single call. Up to 5 of these subrequests can be
+sObject Collections or query operations, including Query and QueryAll requests.", REST API
+Developer Guide, Send Multiple Requests Using Composite,
+https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm),
+refused as a whole in the composite shape with ``LIMIT_EXCEEDED`` as Salesforce does (the 25
+message as seen in production, guardian/support-service-lambdas#766; the top-level status, 400
+here, and the 5-query message are the emulator's); the 16,384-byte URI limit of a plain request
+(414, Knowledge article 000386264) and the 100,000-character SOQL limit; the OAuth token
+endpoint (client credentials, JWT bearer) and SOAP ``login()``.
 
 Switchable faults (:meth:`SalesforceOrg.inject`): an expired session, a 401 that persists,
 revoked credentials, lock contention, the daily quota spent, the concurrent-request limit,
 503s, slow answers, a validation rule or duplicate rule refusing a write; and
-``call_center=False`` for an org without the call-centre Task fields.
+``call_center=False`` for an org without the call-centre Task fields;
+:meth:`SalesforceOrg.refuse_queries` makes some queries fail (alone or as a subrequest).
 
-Not emulated: SOSL, relationship queries, aggregates, date literals, composite/graph/batch,
-Bulk API, sharing and field-level security, triggers, real validation and duplicate rules
-(inject them as faults).
+Not emulated: SOSL, relationship queries, aggregates, date literals, composite ``allOrNone:
+true`` and ``@{reference}`` substitution, composite/graph/batch, Bulk API, sharing and
+field-level security (delete a field from ``org.schema`` to hide it), triggers, real validation
+and duplicate rules (inject them as faults).
 """
 
 from __future__ import annotations
@@ -48,6 +60,12 @@ __all__ = ["SalesforceEmulator", "SalesforceOrg", "SfError", "sf_ca", "sf_emulat
 API_VERSIONS = ("57.0", "58.0", "59.0", "60.0", "61.0", "62.0")
 PREFIXES = {"Account": "001", "Contact": "003", "Lead": "00Q", "Task": "00T", "User": "005"}
 QUERY_PAGE = 2000
+#: Composite: subrequests per request, and of those query or sObject Collections ones.
+COMPOSITE_MAX, COMPOSITE_MAX_QUERIES = 25, 5
+#: Longest request line (URI) Salesforce takes: 414 beyond (Knowledge article 000386264).
+MAX_URI = 16_384
+#: Longest SOQL statement (App Limits Cheatsheet, "SOQL and SOSL Limits for Search Queries").
+MAX_SOQL = 100_000
 
 
 class SfError(Exception):
@@ -258,7 +276,9 @@ class SalesforceOrg:
         self.page_size = QUERY_PAGE
         self.cursors: dict[str, tuple[list[dict[str, Any]], int]] = {}
         self.delay = 0.0
+        self.refused_queries: dict[str, tuple[str, str]] = {}
         self.log: list[tuple[str, str]] = []
+        self.soql_log: list[str] = []  # every SOQL statement asked, alone or in a composite
         self.logins = 0
         self.api_user = self.insert("User", {"Username": self.username, "Email": self.username})
 
@@ -307,6 +327,14 @@ class SalesforceOrg:
             else:
                 self.faults[fault] = times
                 self.delay = delay or self.delay
+
+    def refuse_queries(
+        self, containing: str, code: str = "MALFORMED_QUERY", message: str = "unexpected token"
+    ) -> None:
+        """Every query whose SOQL contains ``containing`` fails with ``code`` (400), alone or as
+        a Composite subrequest: one bad query among good ones."""
+        with self.lock:
+            self.refused_queries[containing] = (code, message)
 
     def take(self, fault: str) -> bool:
         with self.lock:
@@ -515,6 +543,12 @@ class SalesforceOrg:
         return out
 
     def query(self, soql: str) -> dict[str, Any]:
+        self.soql_log.append(soql)
+        if len(soql) > MAX_SOQL:  # the limit is documented; code and message are the emulator's
+            raise SfError(400, "MALFORMED_QUERY", f"SOQL statements cannot exceed {MAX_SOQL}")
+        for needle, (code, message) in list(self.refused_queries.items()):
+            if needle in soql:
+                raise SfError(400, code, message)
         try:
             q = parse(soql)
         except SoqlError as exc:
@@ -637,6 +671,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         self.org.log.append((method, url.path + (f"?{url.query}" if url.query else "")))
         try:
+            if len(self.path) > MAX_URI:
+                raise SfError(414, "URI_TOO_LONG", f"the URI exceeds {MAX_URI} bytes")
             if url.path == "/services/oauth2/token" and method == "POST":
                 self._oauth()
             elif url.path.startswith("/services/Soap/u/") and method == "POST":
@@ -754,17 +790,27 @@ class _Handler(BaseHTTPRequestHandler):
             if org.api_used >= org.api_limit:
                 raise SfError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
             org.api_used += 1
+        self._send(*self._resource(method, version, path, query, self._json))
+
+    def _resource(
+        self, method: str, version: str, path: str, query: str, body: Callable[[], Any]
+    ) -> tuple[int, Any]:
+        """Route one request under ``/services/data/vXX.X/``: (status, body), or SfError.
+
+        The top-level request and each Composite subrequest go through here alike.
+        """
+        org = self.org
         parts = [urllib.parse.unquote(p) for p in path.split("/")] if path else []
         params = dict(urllib.parse.parse_qsl(query))
         if not parts:
-            return self._send(200, {"sobjects": f"/services/data/v{version}/sobjects"})
+            return (200, {"sobjects": f"/services/data/v{version}/sobjects"})
         head = parts[0]
         if head in ("query", "queryAll") and method == "GET":
             if len(parts) == 2:
-                return self._send(200, org.query_more(parts[1]))
-            return self._send(200, org.query(params.get("q", "")))
+                return (200, org.query_more(parts[1]))
+            return (200, org.query(params.get("q", "")))
         if head == "limits":
-            return self._send(
+            return (
                 200,
                 {
                     "DailyApiRequests": {
@@ -773,16 +819,62 @@ class _Handler(BaseHTTPRequestHandler):
                     }
                 },
             )
+        if head == "composite" and parts == ["composite"] and method == "POST":
+            return self._composite(version, body())
         if head == "composite" and len(parts) >= 2 and parts[1] == "sobjects":
-            return self._collections(method, parts[2:])
+            return self._collections(method, parts[2:], body())
         if head == "sobjects":
-            return self._sobjects(method, parts[1:])
+            return self._sobjects(method, parts[1:], body)
         raise SfError(404, "NOT_FOUND", "The requested resource does not exist")
 
-    def _sobjects(self, method: str, parts: list[str]) -> None:
+    def _composite(self, version: str, body: Any) -> tuple[int, Any]:
+        """``POST composite``: every subrequest evaluated as if it had been sent alone, the whole
+        counted as one API call (the caller counted it). Limits as documented (see the module
+        docstring); ``allOrNone: true`` and ``@{ref}`` references are not emulated."""
+        subrequests = body.get("compositeRequest") if isinstance(body, dict) else None
+        if not isinstance(subrequests, list) or not subrequests:
+            raise SfError(400, "JSON_PARSER_ERROR", "compositeRequest is required")
+        heavy = sum(1 for sub in subrequests if _counts_as_query(sub))
+        if len(subrequests) > COMPOSITE_MAX:
+            return 400, _refused("The request can\u2019t contain more than 25 operations.")
+        if heavy > COMPOSITE_MAX_QUERIES:
+            # The limit is documented; this message is the emulator's wording.
+            return 400, _refused(
+                "The request can\u2019t contain more than 5 query or sObject Collections operations."
+            )
+        if body.get("allOrNone") or "@{" in json.dumps(subrequests):
+            raise SfError(400, "EMULATOR_UNSUPPORTED", "allOrNone and references not emulated")
+        answers = []
+        for sub in subrequests:
+            ref, method, url = sub.get("referenceId"), sub.get("method"), sub.get("url")
+            if not (isinstance(ref, str) and isinstance(url, str) and method in _METHODS):
+                raise SfError(400, "JSON_PARSER_ERROR", "referenceId, method and url are required")
+            path, _, query = url.partition("?")
+            match = re.fullmatch(r"/services/data/v(\d+\.\d)/?(.*)", path)
+            try:
+                if match is None or match.group(1) not in API_VERSIONS:
+                    raise SfError(404, "NOT_FOUND", "The requested resource does not exist")
+                sub_path = match.group(2).rstrip("/")
+                if sub_path.split("/")[0] not in ("sobjects", "query", "queryAll") and not (
+                    sub_path.startswith("composite/sobjects")
+                ):
+                    raise SfError(400, "EMULATOR_UNSUPPORTED", f"not a composite resource: {url}")
+                given = sub.get("body")
+                status, out = self._resource(
+                    method, match.group(1), sub_path, query, lambda b=given: b
+                )
+            except SfError as exc:
+                status = exc.status
+                out = exc.body() if exc.status != 300 else json.loads(exc.message)
+            answers.append(
+                {"body": out, "httpHeaders": {}, "httpStatusCode": status, "referenceId": ref}
+            )
+        return 200, {"compositeResponse": answers}
+
+    def _sobjects(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
         org = self.org
         if not parts:
-            return self._send(
+            return (
                 200,
                 {
                     "encoding": "UTF-8",
@@ -795,10 +887,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise SfError(404, "NOT_FOUND", f"The requested resource does not exist: {sobject}")
         rest = parts[1:]
         if not rest and method == "POST":
-            record_id = org.create(sobject, self._json())
-            return self._send(201, {"id": record_id, "success": True, "errors": []})
+            record_id = org.create(sobject, body())
+            return (201, {"id": record_id, "success": True, "errors": []})
         if rest == ["describe"] and method == "GET":
-            return self._send(200, org.describe(sobject))
+            return (200, org.describe(sobject))
         if len(rest) == 1:
             record_id = rest[0]
             if method == "GET":
@@ -806,15 +898,15 @@ class _Handler(BaseHTTPRequestHandler):
                     record = org.records[sobject].get(record_id)
                 if record is None:
                     raise SfError(404, "NOT_FOUND", "The requested resource does not exist")
-                return self._send(200, org.public(sobject, record))
+                return (200, org.public(sobject, record))
             if method == "PATCH":
-                org.update(sobject, record_id, self._json())
-                return self._send(204)
+                org.update(sobject, record_id, body())
+                return 204, None
             if method == "DELETE":
                 with org.lock:
                     if org.records[sobject].pop(record_id, None) is None:
                         raise SfError(404, "NOT_FOUND", "The requested resource does not exist")
-                return self._send(204)
+                return 204, None
         if len(rest) == 2:
             name, value = rest
             if method == "GET":
@@ -830,10 +922,10 @@ class _Handler(BaseHTTPRequestHandler):
                             [f"/services/data/v59.0/sobjects/{sobject}/{m}" for m in matches]
                         ),
                     )
-                return self._send(200, org.public(sobject, org.records[sobject][matches[0]]))
+                return (200, org.public(sobject, org.records[sobject][matches[0]]))
             if method == "PATCH":
                 try:
-                    record_id, created = org.upsert(sobject, name, value, self._json())
+                    record_id, created = org.upsert(sobject, name, value, body())
                 except SfError as exc:
                     if exc.status == 300:
                         ids = json.loads(exc.message)
@@ -845,15 +937,15 @@ class _Handler(BaseHTTPRequestHandler):
                             ),
                         ) from None
                     raise
-                return self._send(
+                return (
                     201 if created else 200,
                     {"id": record_id, "success": True, "errors": [], "created": created},
                 )
         raise SfError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed")
 
-    def _collections(self, method: str, parts: list[str]) -> None:
+    def _collections(self, method: str, parts: list[str], body: Any) -> tuple[int, Any]:
         org = self.org
-        body = self._json() or {}
+        body = body or {}
         records = body.get("records") or []
         if len(records) > 200:
             raise SfError(
@@ -934,7 +1026,32 @@ class _Handler(BaseHTTPRequestHandler):
                     }
                     for r in results
                 ]
-        self._send(200, results)
+        return 200, results
+
+
+_METHODS = ("GET", "POST", "PATCH", "DELETE")
+
+
+def _counts_as_query(subrequest: Any) -> bool:
+    """Query, QueryAll and sObject Collections subrequests: at most five per composite."""
+    url = str(subrequest.get("url", "")) if isinstance(subrequest, dict) else ""
+    path = re.sub(r"^/services/data/v\d+\.\d/", "", url.partition("?")[0])
+    return path.split("/")[0] in ("query", "queryAll") or path.startswith("composite/sobjects")
+
+
+def _refused(message: str) -> dict[str, Any]:
+    """A composite request refused as a whole: Salesforce still answers in the composite shape
+    (seen in production: guardian/support-service-lambdas#766)."""
+    return {
+        "compositeResponse": [
+            {
+                "body": [{"errorCode": "LIMIT_EXCEEDED", "message": message}],
+                "httpHeaders": {},
+                "httpStatusCode": 400,
+                "referenceId": None,
+            }
+        ]
+    }
 
 
 _SOAP_OK = """<?xml version="1.0" encoding="UTF-8"?>

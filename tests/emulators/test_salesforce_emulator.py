@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
+    SalesforceGeneralError,
     SalesforceMalformedRequest,
     SalesforceMoreThanOneRecord,
 )
@@ -127,3 +130,117 @@ def test_query_pages_behind_next_records_url(sf_emulator: SalesforceEmulator) ->
     first = sf.query("SELECT Id FROM Account")
     assert not first["done"] and first["nextRecordsUrl"] and len(first["records"]) == 2
     assert len(sf.query_all("SELECT Id FROM Account")["records"]) == 5
+
+
+# -- composite ---------------------------------------------------------------------------------
+def _query(soql: str, ref: str) -> dict[str, str]:
+    return {
+        "method": "GET",
+        "url": f"/services/data/v59.0/query/?{urlencode({'q': soql})}",
+        "referenceId": ref,
+    }
+
+
+def test_composite_answers_each_subrequest_as_if_alone_as_one_api_call(
+    sf_emulator: SalesforceEmulator,
+) -> None:
+    org = sf_emulator.org
+    org.insert("Contact", {"LastName": "Kim", "Phone": "+14155550100"})
+    sf = client(sf_emulator)
+    used, logged = org.api_used, len(org.log)
+    reply = sf.restful(
+        "composite",
+        method="POST",
+        json={
+            "allOrNone": False,
+            "compositeRequest": [
+                _query("SELECT Id, Name FROM Contact WHERE Phone = '+14155550100'", "good"),
+                _query("SELECT Id FROM Contact WHERE Nope = 'x'", "bad"),
+                {
+                    "method": "POST",
+                    "url": "/services/data/v59.0/sobjects/Task",
+                    "referenceId": "task",
+                    "body": {"Subject": "Call"},
+                },
+                {
+                    "method": "GET",
+                    "url": "/services/data/v59.0/sobjects/Task/00T000000000000AAA",
+                    "referenceId": "gone",
+                },
+            ],
+        },
+    )
+    answers = {a["referenceId"]: a for a in reply["compositeResponse"]}
+    assert [a["referenceId"] for a in reply["compositeResponse"]] == ["good", "bad", "task", "gone"]
+    assert answers["good"]["httpStatusCode"] == 200
+    assert [r["Name"] for r in answers["good"]["body"]["records"]] == ["Kim"]
+    assert answers["bad"]["httpStatusCode"] == 400
+    assert answers["bad"]["body"][0]["errorCode"] == "INVALID_FIELD"  # a list, as alone
+    assert answers["task"]["httpStatusCode"] == 201 and answers["task"]["body"]["success"]
+    assert answers["gone"]["httpStatusCode"] == 404
+    assert len(org.find("Task")) == 1  # allOrNone false: the others' writes stay
+    assert (org.api_used - used, len(org.log) - logged) == (1, 1)  # one API call in all
+
+
+def test_composite_limits_25_subrequests_and_5_queries(sf_emulator: SalesforceEmulator) -> None:
+    sf = client(sf_emulator)
+    get = {"method": "GET", "url": "/services/data/v59.0/sobjects/Task/describe"}
+    queries = [_query("SELECT Id FROM Task", f"q{n}") for n in range(5)]
+    fine = [*queries, *({**get, "referenceId": f"d{n}"} for n in range(20))]
+    reply = sf.restful("composite", method="POST", json={"compositeRequest": fine})
+    assert {a["httpStatusCode"] for a in reply["compositeResponse"]} == {200}
+    for refused, message in [
+        ([*fine, {**get, "referenceId": "d99"}], "more than 25 operations"),
+        ([*queries, _query("SELECT Id FROM Task", "q5")], "more than 5 query"),
+    ]:
+        with pytest.raises(SalesforceMalformedRequest) as info:
+            sf.restful("composite", method="POST", json={"compositeRequest": refused})
+        (item,) = info.value.content["compositeResponse"]  # type: ignore[attr-defined]
+        assert (item["httpStatusCode"], item["referenceId"]) == (400, None)
+        assert item["body"][0]["errorCode"] == "LIMIT_EXCEEDED"
+        assert message in item["body"][0]["message"]
+
+
+def test_long_soql_fits_a_composite_subrequest_not_a_get_url(
+    sf_emulator: SalesforceEmulator,
+) -> None:
+    org = sf_emulator.org
+    org.insert("Contact", {"LastName": "Kim", "Phone": "+14155550100"})
+    sf = client(sf_emulator)
+    numbers = ", ".join(f"'+1415555{n:04d}'" for n in range(1500))  # ~24,000 characters
+    soql = f"SELECT Id FROM Contact WHERE Phone IN ({numbers})"
+    with pytest.raises(SalesforceGeneralError) as info:
+        sf.query(soql)
+    assert info.value.status == 414  # type: ignore[attr-defined]
+    too_long = soql.replace("Phone IN", "Phone IN ('x'," + " " * 80_000 + "'y') OR Phone IN")
+    reply = sf.restful(
+        "composite",
+        method="POST",
+        json={"compositeRequest": [_query(soql, "long"), _query(too_long, "longer")]},
+    )
+    long, longer = reply["compositeResponse"]
+    assert long["httpStatusCode"] == 200 and long["body"]["totalSize"] == 1
+    assert longer["httpStatusCode"] == 400  # over the 100,000-character SOQL limit
+
+
+def test_refused_queries_fail_alone_or_inside_composite(sf_emulator: SalesforceEmulator) -> None:
+    org = sf_emulator.org
+    org.refuse_queries(
+        "'+14155550107'", "QUERY_TIMEOUT", "Your query request was running for too long."
+    )
+    sf = client(sf_emulator)
+    with pytest.raises(SalesforceMalformedRequest):
+        sf.query("SELECT Id FROM Contact WHERE Phone = '+14155550107'")
+    reply = sf.restful(
+        "composite",
+        method="POST",
+        json={
+            "compositeRequest": [
+                _query("SELECT Id FROM Contact WHERE Phone = '+14155550107'", "a"),
+                _query("SELECT Id FROM Contact WHERE Phone = '+14155550108'", "b"),
+            ]
+        },
+    )
+    a, b = reply["compositeResponse"]
+    assert (a["httpStatusCode"], a["body"][0]["errorCode"]) == (400, "QUERY_TIMEOUT")
+    assert b["httpStatusCode"] == 200

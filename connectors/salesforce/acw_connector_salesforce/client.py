@@ -97,6 +97,11 @@ def failure_of(status: int | None, content: Any) -> SalesforceFailure:
         return SalesforceFailure(
             status, "MULTIPLE_CHOICES", f"several records share this external id: {content}"
         )
+    if isinstance(content, Mapping) and isinstance(content.get("compositeResponse"), list):
+        # A composite request refused as a whole (e.g. LIMIT_EXCEEDED, more than 25
+        # subrequests) still answers in the composite shape, with one item.
+        answers = content["compositeResponse"]
+        content = answers[0].get("body") if answers and isinstance(answers[0], Mapping) else None
     item: Any = content[0] if isinstance(content, list) and content else content
     if isinstance(item, Mapping):
         code = str(item.get("errorCode") or item.get("statusCode") or "UNKNOWN")

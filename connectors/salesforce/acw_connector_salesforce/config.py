@@ -19,6 +19,10 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from acw_sync.connector import ConnectorConfig
 
+#: Oldest REST API version the connector speaks: sObject Collections (batches) need 42.0;
+#: Composite, which carries the customer look-ups, is older.
+MIN_API_VERSION = "42.0"
+
 __all__ = ["AuthMode", "CustomerObject", "SalesforceConfig"]
 
 AuthMode = Literal["token", "client_credentials", "jwt", "password"]
@@ -57,6 +61,7 @@ class SalesforceConfig(ConnectorConfig):
     jwt_audience: str | None = None
     """``aud`` of the JWT; defaults to ``login_url``."""
     api_version: str = Field(default="59.0", pattern=r"^\d{2,3}\.0$")
+    """REST API version, at least :data:`MIN_API_VERSION`."""
     ca_bundle: str | None = None
     """A PEM bundle to verify TLS with (TLS-inspecting proxies, the test emulator)."""
     timeout: float = Field(default=30.0, gt=0)
@@ -102,6 +107,16 @@ class SalesforceConfig(ConnectorConfig):
         if not value.startswith("https://"):
             raise ValueError("must be an https:// URL (Salesforce speaks only https)")
         return value.rstrip("/")
+
+    @field_validator("api_version")
+    @classmethod
+    def _recent_enough(cls, value: str) -> str:
+        if float(value) < float(MIN_API_VERSION):
+            raise ValueError(
+                f"must be {MIN_API_VERSION} or later (customer look-ups use the Composite "
+                "resource with query subrequests, batches sObject Collections)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _auth_complete(self) -> SalesforceConfig:

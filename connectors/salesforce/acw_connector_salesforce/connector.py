@@ -23,7 +23,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
-from urllib.parse import quote_plus
 
 from acw_connector_salesforce.batch import COLLECTION_MAX, create_tasks_chunk, write_chunk
 from acw_connector_salesforce.checks import org_checks
@@ -33,6 +32,7 @@ from acw_connector_salesforce.client import (
     soql_quote,
 )
 from acw_connector_salesforce.config import SalesforceConfig
+from acw_connector_salesforce.lookup import PHONE_FIELDS, find_by_phone
 from acw_connector_salesforce.mapping import (
     CALL_FIELDS,
     call_task,
@@ -51,38 +51,10 @@ from acw_sync.connector import (
 )
 from acw_sync.errors import ConnectorError, PermanentError
 from acw_sync.model import Agent, CallRecord, CrmObjectRef, CustomerRef, FollowUp
-from acw_sync.phone import by_region, matching_numbers, same_number, stored_formats
 
 __all__ = ["PHONE_FIELDS", "SalesforceConnector"]
 
-#: Longest URL-encoded SOQL :meth:`SalesforceConnector.find_customers_many` sends: queries go
-#: in the GET URL, which Salesforce caps at 16,384 bytes (SOQL itself may be 100,000 chars).
-MAX_QUERY_URL = 14_000
-
-
-def _url_chunks(phones: list[str], quoted: Mapping[str, str], fields: int) -> list[list[str]]:
-    """``phones`` in runs whose query (their formats once per field) fits :data:`MAX_QUERY_URL`."""
-    chunks: list[list[str]] = []
-    size = 0
-    for phone in phones:
-        cost = len(quote_plus(quoted[phone] + ", ")) * fields
-        if chunks and size + cost <= MAX_QUERY_URL - 600:  # the rest of the query
-            chunks[-1].append(phone)
-            size += cost
-        else:
-            chunks.append([phone])
-            size = cost
-    return chunks
-
-
 log = logging.getLogger(__name__)
-
-PHONE_FIELDS: dict[str, tuple[str, ...]] = {
-    "Contact": ("Phone", "MobilePhone", "HomePhone", "OtherPhone"),
-    "Lead": ("Phone", "MobilePhone"),
-    "Account": ("Phone",),
-}
-
 
 #: Seconds a User look-up is trusted: hits for an hour, misses (no user yet) for five minutes.
 OWNER_TTL, OWNER_MISS_TTL = 3600.0, 300.0
@@ -189,105 +161,16 @@ class SalesforceConnector(Connector):
 
     # -- customers ---------------------------------------------------------------------------
     def find_customers(self, phone: str) -> list[CustomerRef]:
-        forms = ", ".join(soql_quote(f) for f in stored_formats(phone))
-        found: list[CustomerRef] = []
-        for sobject in self.settings.object_priority:
-            fields = PHONE_FIELDS[sobject]
-            where = " OR ".join(f"{f} IN ({forms})" for f in fields)
-            if sobject == "Lead":
-                where = f"IsConverted = false AND ({where})"
-            select = ["Id", "Name", *fields, "OwnerId"]
-            if sobject == "Contact":
-                select.append("AccountId")
-            rows = self.client.query(
-                f"SELECT {', '.join(select)} FROM {sobject} WHERE {where} "
-                f"ORDER BY LastModifiedDate DESC, Id ASC LIMIT {self.settings.max_candidates}",
-                f"finding a {sobject} by phone",
-            )
-            for row in rows:
-                stored = next(
-                    (
-                        row[f]
-                        for f in fields
-                        if same_number(row.get(f), phone, self.settings.default_region)
-                    ),
-                    None,
-                )
-                if stored is None:
-                    continue  # an exact-format hit that is another line after normalising
-                record_id = str(row["Id"])
-                found.append(
-                    CustomerRef(
-                        object_type=sobject,
-                        id=record_id,
-                        name=row.get("Name"),
-                        phone=stored,
-                        owner_id=row.get("OwnerId"),
-                        account_id=row.get("AccountId"),
-                        url=self._url(record_id),
-                        created_by_acw=any(r.id == record_id for r in self._leads.values()),
-                    )
-                )
-        return found
+        """Every match of one number on every object, in one Composite request
+        (:mod:`.lookup`)."""
+        return find_by_phone(self, [phone], all_matches=True)[phone]
 
     def find_customers_many(
         self, phones: Sequence[str], *, all_matches: bool = True
     ) -> dict[str, list[CustomerRef]]:
-        """Many numbers per SOQL query: every stored format of as many numbers as fit one
-        query URL (:data:`MAX_QUERY_URL`) in one ``IN`` per phone field, one query per object
-        type; the rows are matched back to their numbers."""
-        unique = list(dict.fromkeys(phones))
-        out: dict[str, list[CustomerRef]] = {p: [] for p in unique}
-        leads = {r.id for r in self._leads.values()}
-        quoted = {p: ", ".join(soql_quote(f) for f in stored_formats(p)) for p in unique}
-        for sobject in self.settings.object_priority:
-            fields = PHONE_FIELDS[sobject]
-            # Only the best candidate is wanted: numbers matched by a higher-priority object
-            # need no query of the lower ones (a single call then costs one query, not three).
-            pending = unique if all_matches else [p for p in unique if not out[p]]
-            for chunk in _url_chunks(pending, quoted, len(fields)):
-                forms = ", ".join(quoted[p] for p in chunk)
-                where = " OR ".join(f"{f} IN ({forms})" for f in fields)
-                if sobject == "Lead":
-                    where = f"IsConverted = false AND ({where})"
-                select = ["Id", "Name", *fields, "OwnerId"]
-                if sobject == "Contact":
-                    select.append("AccountId")
-                limit = min(2000, self.settings.max_candidates * len(chunk))
-                rows = self.client.query(
-                    f"SELECT {', '.join(select)} FROM {sobject} WHERE {where} "
-                    f"ORDER BY LastModifiedDate DESC, Id ASC LIMIT {limit}",
-                    f"finding {sobject}s by phone",
-                )
-                groups = by_region(chunk, self.settings.default_region)
-                for row in rows:
-                    stored_as: dict[str, str] = {}  # number -> the first field's stored form
-                    for f in fields:
-                        for hit in matching_numbers(row.get(f), groups):
-                            stored_as.setdefault(hit, row[f])
-                    for phone, stored in stored_as.items():
-                        if len(out[phone]) >= self.settings.max_candidates:
-                            continue
-                        record_id = str(row["Id"])
-                        out[phone].append(
-                            CustomerRef(
-                                object_type=sobject,
-                                id=record_id,
-                                name=row.get("Name"),
-                                phone=stored,
-                                owner_id=row.get("OwnerId"),
-                                account_id=row.get("AccountId"),
-                                url=self._url(record_id),
-                                created_by_acw=record_id in leads,
-                            )
-                        )
-        # find_customers lists objects in priority order; keep that order per number.
-        rank: dict[str, int] = {
-            str(name): n for n, name in enumerate(self.settings.object_priority)
-        }
-        for refs in out.values():
-            refs.sort(key=lambda r: rank.get(r.object_type, len(rank)))
-        return out
+        """Many numbers per SOQL query and five queries per Composite request (one API call):
+        200 US numbers cost one request for Contact and Lead (:mod:`.lookup`)."""
+        return find_by_phone(self, phones, all_matches=all_matches)
 
     def create_customer(self, call: CallRecord, *, key: str) -> CustomerRef:
         """A Lead for an unknown number, once per key and per number.

@@ -172,8 +172,9 @@ class GenericProvider(Provider):
         raise SignatureInvalid("no matching v1 signature")
 
     def parse(self, request: WebhookRequest) -> list[CallEvent]:
+        body = request.json()  # parsed once: validated below, and kept whole as ``raw``
         try:
-            payload = GenericPayload.model_validate(request.json())
+            payload = GenericPayload.model_validate(body)
         except ValidationError as exc:
             raise PayloadInvalid(
                 "body does not match the generic event format",
@@ -208,7 +209,7 @@ class GenericProvider(Provider):
                     transcript=data.transcript,
                     notes=[Note(text=n) if isinstance(n, str) else n for n in data.notes],
                     tags=data.tags,
-                    raw=request.json(),
+                    raw=body,
                 )
             ]
         except ValidationError as exc:
