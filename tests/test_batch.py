@@ -5,6 +5,7 @@ No Celery here: the flush is called directly, as the ``sync_batch`` task does.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -187,8 +188,6 @@ def test_salesforce_many_numbers_find_what_one_at_a_time_finds(
 def test_a_short_batch_waits_while_calls_keep_arriving(
     store: StateStore, hs_emulator: HubSpotEmulator
 ) -> None:
-    import time
-
     pool = _pool(hs_emulator)
     _queue(store, _ended(1), _ended(2))
     waiting = batch.flush(store, pool, "hs", window=0.3)
@@ -239,13 +238,29 @@ def test_salesforce_follow_ups_in_one_collection_each_once(
     assert len(org.find("Task")) == 3
 
 
-def test_one_flush_per_instance_at_a_time(store: StateStore, hs_emulator: HubSpotEmulator) -> None:
+def test_at_most_batch_lanes_flushes_per_instance_at_a_time(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
     pool = _pool(hs_emulator)
+    assert pool.instance("hs").batch_lanes == 2
     _queue(store, _ended(1))
-    with store.lock("batch:hs"):
+    with store.lock("batch:hs"), store.lock("batch:hs:1"):
         busy = batch.flush(store, pool, "hs")
     assert busy.postpone > 0 and busy.synced == []
-    assert batch.flush(store, pool, "hs").synced == ["generic:call-1"]
+    with store.lock("batch:hs"):  # one lane busy: the other flushes
+        assert batch.flush(store, pool, "hs").synced == ["generic:call-1"]
+
+
+def test_a_full_batch_starts_the_next_before_it_writes(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    pool = _pool(hs_emulator)
+    _queue(store, *(_ended(n) for n in range(101)))
+    started: list[int] = []
+    outcome = batch.flush(store, pool, "hs", on_more=lambda: started.append(len(hs_emulator.log)))
+    assert len(outcome.synced) == 100 and not outcome.more
+    assert started and started[0] < len(hs_emulator.log)  # before any request of this flush
+    assert batch.flush(store, pool, "hs").synced == ["generic:call-100"]
 
 
 @pytest.mark.parametrize(
@@ -283,3 +298,163 @@ def test_hubspot_best_candidate_searches_mobile_only_for_misses(
         assert [c.id for c in best[phone]][:1] == [c.id for c in connector.find_customers(phone)][
             :1
         ]
+
+
+def _activities(emulator: HubSpotEmulator, key: str) -> int:
+    return len(emulator.find("calls", "hs_call_external_id", key))
+
+
+def test_a_batch_write_that_timed_out_is_reconciled_not_created_again(
+    store: StateStore, hs_emulator: HubSpotEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The duplicate the HubSpot fault test found with batching on.
+
+    A batch create that times out is still being applied by HubSpot. The batch was retried
+    after its short backoff: its keys were no longer fresh, so the connector searched for them
+    first, but the slow write had not landed yet, found nothing, and created every call again.
+    """
+    from acw_sync import guard
+
+    monkeypatch.setattr(guard, "IN_DOUBT_DELAY", 2.0)
+    pool = _pool(hs_emulator)
+    pool.config.connectors["hs"].options["timeout"] = 0.5
+    keys = ["generic:call-1", "generic:call-2"]
+    _queue(store, _ended(1), _ended(2))
+    hs_emulator.inject("slow", 1, path="/calls/batch/create", delay=1.5)
+    first = batch.flush(store, pool, "hs")
+    assert first.error is not None and guard.in_doubt(first.error)
+    assert sorted(first.failed) == keys
+    # The retry, as soon as the backoff allows (sync_batch: requeue, flush again).
+    batch.requeue(store, "hs", first.failed)
+    again = batch.flush(store, pool, "hs")
+    assert again.synced == [] and sorted(again.waiting) == keys  # in doubt: not sent again
+    assert all(0 < wait <= 2.0 for wait in again.waiting.values())
+    time.sleep(2.1)  # the slow write has landed; the doubt is over
+    assert [_activities(hs_emulator, k) for k in keys] == [1, 1]
+    batch.requeue(store, "hs", list(again.waiting))
+    creates = hs_emulator.count("POST", "/batch/create")
+    last = batch.flush(store, pool, "hs")
+    assert sorted(last.synced) == keys
+    assert hs_emulator.count("POST", "/batch/create") == creates  # found by key, updated
+    assert [_activities(hs_emulator, k) for k in keys] == [1, 1]
+    assert all(store.ledger("hs", k).activity is not None for k in keys)
+
+
+def test_a_paused_instance_or_an_open_circuit_sends_nothing(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    from acw_sync.circuit import CircuitSettings
+    from acw_sync.guard import Deferred, Guard
+
+    pool = _pool(hs_emulator)
+    guard = Guard(store)
+    _queue(store, _ended(1), _ended(2))
+    sent = len(hs_emulator.log)
+    guard.parking.pause("hs", time.time() + 60)
+    paused = batch.flush(store, pool, "hs", guard=guard)
+    assert isinstance(paused.error, Deferred) and paused.error.why == "paused"
+    assert sorted(paused.failed) == ["generic:call-1", "generic:call-2"]
+    assert len(hs_emulator.log) == sent
+    guard.parking.resume("hs")
+    settings = CircuitSettings(failure_threshold=1, reset_timeout=60)
+    guard.circuit.record_failure("hs", settings)
+    batch.requeue(store, "hs", paused.failed)
+    blocked = batch.flush(store, pool, "hs", guard=guard)
+    assert isinstance(blocked.error, Deferred) and blocked.error.why == "circuit"
+    assert len(hs_emulator.log) == sent
+    # Nothing was spent: the calls sync once the circuit lets requests through again.
+    store.redis.delete(store.k("circuit", "hs"))
+    batch.requeue(store, "hs", blocked.failed)
+    assert len(batch.flush(store, pool, "hs", guard=guard).synced) == 2
+
+
+def test_a_flush_counts_every_request_in_the_shared_limiter(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    from acw_sync.guard import Guard, SharedRequestLimiter
+
+    pool = _pool(hs_emulator)
+    _queue(store, _ended(1), _ended(2))
+    assert len(batch.flush(store, pool, "hs", guard=Guard(store)).synced) == 2
+    assert isinstance(pool.get("hs").client.limiter, SharedRequestLimiter)  # type: ignore[attr-defined]
+    assert store.redis.exists(store.k("rate", "hs", "*"))
+
+
+def test_a_batch_write_answered_5xx_is_in_doubt_too(
+    store: StateStore, hs_emulator: HubSpotEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from acw_sync import guard
+
+    monkeypatch.setattr(guard, "IN_DOUBT_DELAY", 5.0)
+    pool = _pool(hs_emulator)
+    _queue(store, _ended(1))
+    hs_emulator.inject("server_error", 1, path="/calls/batch/create", status=504)
+    failed = batch.flush(store, pool, "hs")
+    assert failed.error is not None and guard.in_doubt(failed.error)
+    assert guard.doubt_left(store, "hs", ["generic:call-1"])["generic:call-1"] > 4
+    # The single path honours the same mark (sync_call waits it out before its lock).
+    batch.requeue(store, "hs", failed.failed)
+    assert list(batch.flush(store, pool, "hs").waiting) == ["generic:call-1"]
+
+
+def test_the_pipelined_ledger_reads_as_the_store_reads_it(store: StateStore) -> None:
+    from acw_sync.batch_state import LedgerWrites, ledger_from
+    from acw_sync.model import CrmObjectRef, CustomerRef
+
+    activity = CrmObjectRef(object_type="call", id="7", created=True)
+    customer = CustomerRef(object_type="contact", id="9", name="Ana")
+    store.ledger_set("hs", "generic:a", customer=customer, attempted=1)
+    writes = LedgerWrites(store, "hs")
+    writes.set("generic:b", customer=customer, attempted=1)
+    for key in ("generic:a", "generic:b"):
+        writes.set(key, activity=activity, version="v1", state="synced", synced_at=12.5)
+        writes.set(key, **{"task:r1": activity})
+    writes.send()
+    store.ledger_set("hs", "generic:c", customer=None)
+    writes.set("generic:d", customer=None)
+    writes.send()
+    for a, b in (("generic:a", "generic:b"), ("generic:c", "generic:d")):
+        raw = store.redis.hgetall(store.k("ledger", "hs", b))
+        assert ledger_from(raw) == store.ledger("hs", a) == store.ledger("hs", b)
+        assert store.redis.ttl(store.k("ledger", "hs", b)) > 0
+
+
+def test_a_failed_search_inside_a_batch_write_is_retried_not_in_doubt(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    from acw_sync.guard import in_doubt
+
+    pool = _pool(hs_emulator)
+    for n in (1, 2):  # an earlier attempt: the batch reconciles by key (a search) first
+        store.ledger_set("hs", f"generic:call-{n}", attempted=1)
+    _queue(store, _ended(1))
+    hs_emulator.inject("server_error", 1, path="/calls/search", status=502)
+    assert batch.flush(store, pool, "hs").synced == ["generic:call-1"]  # retried in-process
+    _queue(store, _ended(2))
+    hs_emulator.inject("server_error", 3, path="/calls/search", status=502)  # 1 + 2 retries
+    failed = batch.flush(store, pool, "hs")
+    assert failed.error is not None and failed.error.details["request"] == "search"
+    assert not in_doubt(failed.error) and failed.failed == ["generic:call-2"]
+
+
+def test_a_flush_is_taken_before_the_events_already_queued(
+    redis_client: Any, redis_url: str
+) -> None:
+    """In a burst thousands of events are queued: a flush behind them would wait for all."""
+    import json
+
+    from acw_sync.publish import RedisPublisher
+    from acw_sync.tasks import configure_broker, schedule_flush
+
+    configure_broker(redis_url)  # the app's connection pool stays open, as in test_publish
+    publisher = RedisPublisher(redis_url)
+    try:
+        publisher([_ended(n) for n in range(50)])
+        schedule_flush("hs", countdown=0.3)
+        publisher([_ended(n) for n in range(50, 60)])
+        queued = redis_client.llen("acw")
+        first = json.loads(redis_client.rpop("acw"))  # what a worker takes next (BRPOP)
+    finally:
+        publisher.close()
+    assert queued == 61
+    assert first["headers"]["task"] == "acw.sync_batch" and first["headers"]["eta"]

@@ -164,9 +164,13 @@ class ConnectorInstance(_Strict):
     """In-process retries of a request that hit a connection blip, before the task retries."""
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     circuit: CircuitConfig = Field(default_factory=CircuitConfig)
-    batch_window: float = Field(default=0.0, ge=0, le=10)
-    """Seconds the syncs of this instance are collected into batch requests (connectors that
-    declare ``batch_size`` > 1), e.g. 0.3; 0 (the default) syncs each call on its own."""
+    batch_window: float = Field(default=0.25, ge=0, le=10)
+    """Seconds the syncs of this instance are collected into batch requests, for connectors
+    that declare ``batch_size`` > 1 (HubSpot, Salesforce); 0 syncs each call on its own. The
+    batch path goes through the same guard as the single path (:mod:`acw_sync.batch`)."""
+    batch_lanes: int = Field(default=2, ge=1, le=16)
+    """Batch flushes of this instance that may run at once (each up to ``batch_size`` calls);
+    the shared rate limiter keeps the CRM's budget across them."""
 
 
 # -- routes ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ Connectors stay ignorant of all of this; the Celery task decides what a raised e
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -36,12 +37,15 @@ from acw_sync.store import StateStore
 
 __all__ = [
     "GUARDED_OPERATIONS",
+    "IN_DOUBT_DELAY",
     "WRITE_OPERATIONS",
     "Deferred",
     "Guard",
     "SharedRequestLimiter",
+    "doubt_left",
     "guard_connector",
     "in_doubt",
+    "mark_in_doubt",
     "rates_for",
 ]
 
@@ -50,23 +54,36 @@ log = structlog.get_logger("acw_sync.guard")
 GUARDED_OPERATIONS = frozenset(
     {
         "find_customers",
+        "find_customers_many",
         "create_customer",
         "update_customer",
         "find_owner",
         "upsert_call",
         "upsert_calls",
         "create_task",
+        "create_tasks",
     }
 )
 #: Longest rate-limit wait slept inside a task; longer waits give the worker slot back.
 MAX_INLINE_WAIT = 5.0
-#: Operations that write. A write that failed without an HTTP status (a timeout, a reset
-#: connection) is *in doubt*: the CRM may still be processing it, and a retry that searched
-#: for it now would not find it and write it twice. Writes are never retried in-process; the
-#: task waits at least ``IN_DOUBT_DELAY`` before it retries and reconciles.
+#: Operations that write. A write that failed without an answer (a timeout, a reset
+#: connection) or with a 5xx (a gateway may give up while the CRM goes on) is *in doubt*: the
+#: CRM may still be applying it, and a retry that searched for it now would not find it and
+#: write it twice. Writes are never retried in-process; every sync of the calls concerned, on
+#: the single and the batch path, waits ``IN_DOUBT_DELAY`` before it retries and reconciles.
 WRITE_OPERATIONS = frozenset(
-    {"create_customer", "update_customer", "upsert_call", "upsert_calls", "create_task"}
+    {
+        "create_customer",
+        "update_customer",
+        "upsert_call",
+        "upsert_calls",
+        "create_task",
+        "create_tasks",
+    }
 )
+#: Least wait before retrying a write that is in doubt: a request the CRM is still processing
+#: must land before the retry searches for it by key. (Read at call time: tests lower it.)
+IN_DOUBT_DELAY = float(os.environ.get("ACW_IN_DOUBT_DELAY", "30"))
 
 T = TypeVar("T")
 
@@ -92,13 +109,39 @@ def _is_blip(exc: BaseException) -> bool:
 
 
 def in_doubt(exc: ConnectorError) -> bool:
-    """A write that failed with no answer from the CRM: it may still land."""
+    """A write that failed with no answer, or a 5xx, from the CRM: it may still land."""
     return (
         isinstance(exc, RetryableError)
-        and not isinstance(exc, Deferred)
-        and exc.status is None
+        and not isinstance(exc, Deferred | RateLimited)
+        and (exc.status is None or exc.status >= 500)
         and exc.details.get("operation") in WRITE_OPERATIONS
+        and exc.details.get("request") != "search"  # a search that failed wrote nothing
     )
+
+
+def _doubt_key(store: StateStore, instance: str, call_key: str) -> str:
+    return store.k("indoubt", instance, call_key)
+
+
+def mark_in_doubt(store: StateStore, instance: str, call_keys: list[str]) -> None:
+    """A write of these calls is in doubt: every sync of them waits ``IN_DOUBT_DELAY``."""
+    if not call_keys:
+        return
+    pipe = store.redis.pipeline(transaction=False)
+    for key in call_keys:
+        pipe.set(_doubt_key(store, instance, key), "1", px=int(IN_DOUBT_DELAY * 1000))
+    pipe.execute()
+
+
+def doubt_left(store: StateStore, instance: str, call_keys: list[str]) -> dict[str, float]:
+    """The calls of ``call_keys`` still in doubt, with the seconds their doubt lasts."""
+    if not call_keys:
+        return {}
+    pipe = store.redis.pipeline(transaction=False)
+    for key in call_keys:
+        pipe.pttl(_doubt_key(store, instance, key))
+    left = pipe.execute()
+    return {k: int(ms) / 1000 for k, ms in zip(call_keys, left, strict=True) if int(ms) > 0}
 
 
 def rates_for(spec: ConnectorInstance, connector: Connector) -> dict[str, Rate]:
@@ -155,20 +198,36 @@ class Guard:
             )
         account = spec.rate_limit.account or instance
         rates = rates_for(spec, connector)
-        if not self._plug_request_limiter(connector, account, rates):
+        seam = self._plug_request_limiter(connector, account, rates)
+        if seam is None:
             self._throttle(account, operation, rates)
-        quick = 0 if operation in WRITE_OPERATIONS else spec.quick_retries
+        write = operation in WRITE_OPERATIONS
+
+        def on_a_search(exc: BaseException) -> bool:
+            # The request that failed was a search: it wrote nothing, and every write before it
+            # in this operation was answered, so no write is in flight.
+            return seam is not None and seam.last_bucket == "search"
+
+        def attempt() -> T:
+            if seam is not None:
+                seam.last_bucket = None
+            return fn(*args, **kwargs)
+
         retrying = Retrying(
-            stop=stop_after_attempt(quick + 1),
+            stop=stop_after_attempt(spec.quick_retries + 1),
             wait=wait_random_exponential(multiplier=0.1, max=1.0),
-            retry=retry_if_exception(_is_blip),
+            # Writes are retried in-process only when what failed was a search (nothing in
+            # flight); a failed write request waits for the task and its in-doubt delay.
+            retry=retry_if_exception(lambda e: _is_blip(e) and (not write or on_a_search(e))),
             reraise=True,
         )
         try:
             try:
-                result = retrying(fn, *args, **kwargs)
+                result = retrying(attempt)
             except ConnectorError as exc:
                 exc.details.setdefault("operation", operation)
+                if write and on_a_search(exc):
+                    exc.details.setdefault("request", "search")
                 raise
         except Deferred:
             raise  # throttled by our own limiter inside the connector: says nothing of the CRM
@@ -193,16 +252,18 @@ class Guard:
 
     def _plug_request_limiter(
         self, connector: Connector, account: str, rates: dict[str, Rate]
-    ) -> bool:
+    ) -> SharedRequestLimiter | None:
         """Give a connector with a limiter seam (``use_rate_limiter``) the shared limiter, so
-        that every HTTP request, not every operation, is counted. True when it has one."""
+        that every HTTP request, not every operation, is counted. None when it has no seam."""
         plug = getattr(connector, "use_rate_limiter", None)
         if plug is None:
-            return False
-        if getattr(connector, "_acw_shared_limiter", None) is not self:
-            plug(SharedRequestLimiter(self, account, rates))
-            connector._acw_shared_limiter = self  # type: ignore[attr-defined]
-        return True
+            return None
+        seam: SharedRequestLimiter | None = getattr(connector, "_acw_request_limiter", None)
+        if seam is None or seam.guard is not self:
+            seam = SharedRequestLimiter(self, account, rates)
+            plug(seam)
+            connector._acw_request_limiter = seam  # type: ignore[attr-defined]
+        return seam
 
     def _throttle(self, account: str, operation: str, rates: dict[str, Rate]) -> None:
         waited = 0.0
@@ -236,8 +297,12 @@ class SharedRequestLimiter:
         self.guard = guard
         self.account = account
         self.rates = rates
+        self.last_bucket: str | None = None
+        """The bucket of the last request let through: tells the guard whether a failure
+        happened on a search (a read) or on another request."""
 
     def acquire(self, bucket: str) -> None:
+        self.last_bucket = bucket
         name = "*" if bucket == "burst" else bucket
         rate = self.rates.get(name)
         if rate is not None:

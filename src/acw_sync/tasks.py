@@ -39,6 +39,7 @@ from celery.signals import (
 )
 
 from acw_sync import batch, status
+from acw_sync import guard as guard_module
 from acw_sync.circuit import CircuitSettings
 from acw_sync.embedded import broker_url
 from acw_sync.errors import (
@@ -49,9 +50,9 @@ from acw_sync.errors import (
     QuotaExhausted,
     RetryableError,
 )
-from acw_sync.guard import Deferred, Guard, in_doubt
+from acw_sync.guard import Deferred, Guard, in_doubt, mark_in_doubt
 from acw_sync.model import CallEvent
-from acw_sync.parking import Scheduler
+from acw_sync.parking import Enqueue, Scheduler
 from acw_sync.runtime import get_runtime, reset_runtime
 from acw_sync.store import LockBusy, StateStore
 from acw_sync.sync import sync_call as run_sync
@@ -74,9 +75,11 @@ MAX_COUNTDOWN = 300.0
 #: Deferrals this short (a rate-limit window, a circuit about to half-open) are Celery
 #: countdowns; longer ones are parked in Redis and re-enqueued by the scheduler.
 DEFER_INLINE = 10.0
-#: Least wait before retrying a write that got no answer (timeout, reset): a request the CRM is
-#: still processing must land before the retry searches for it by key.
-IN_DOUBT_DELAY = float(os.environ.get("ACW_IN_DOUBT_DELAY", "30"))
+#: Seconds one ``sync_batch`` task keeps flushing while whole batches are waiting.
+INLINE_FLUSHES_FOR = 10.0
+#: Whole-batch failures (transient, not deferrals) after which a call leaves the batch path
+#: and syncs alone (``sync_call``, with its own ``max_attempts``).
+BATCH_ATTEMPTS = 3
 #: Seconds of the first retry; doubles each attempt (full jitter: uniform in [0, delay]).
 BACKOFF_BASE = float(os.environ.get("ACW_BACKOFF_BASE", "2.0"))
 #: How long one sync may hold its call's lock. A worker killed mid-sync leaves the lock until
@@ -137,6 +140,7 @@ def configure_broker(url: str | None = None) -> str:
 @worker_process_init.connect
 def _fresh_runtime(**_: Any) -> None:
     reset_runtime()  # never share sockets or SQLite handles across a fork
+    _broker_clients.clear()
 
 
 @worker_process_shutdown.connect
@@ -236,7 +240,7 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
         window = batch.batch_window(runtime.pool, instance)
         if window > 0:  # batched: one sync_batch per window collects this call with others
             if batch.queue_call(store, instance, record.key, window) or redelivered:
-                sync_batch.apply_async(args=[instance], countdown=window)
+                schedule_flush(instance, countdown=window)
             log.info("sync batched", connector=instance, **fields)
             continue
         if store.mark_pending(instance, record.key) or redelivered:
@@ -373,8 +377,8 @@ def sync_call(
             return "dead"
         retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
         if in_doubt(exc):  # the write may still land: give it time before reconciling
-            retry_after = max(retry_after or 0.0, IN_DOUBT_DELAY)
-            store.redis.set(doubt_key, "1", px=int(IN_DOUBT_DELAY * 1000))
+            retry_after = max(retry_after or 0.0, guard_module.IN_DOUBT_DELAY)
+            mark_in_doubt(store, instance, [call_key])
         delay = backoff_delay(attempt, retry_after)
         kwargs["attempt"] = attempt if quota else attempt + 1
         if retry_after is not None and retry_after > MAX_COUNTDOWN:
@@ -400,38 +404,174 @@ def sync_call(
 def sync_batch(self: Task, instance: str, attempt: int = 0, scheduled: bool = True) -> str:
     """Sync the calls queued for ``instance`` in batch requests (see :mod:`acw_sync.batch`).
 
-    Calls the batch could not take (a rejected record, a busy lock) go to ``sync_call``, whose
-    retries and dead letters apply; a whole-batch transient failure retries the batch.
+    The flush goes through the guard as ``sync_call`` does, and its failures mean what they
+    mean there: a deferral (pause, open circuit, rate budget) requeues the calls for a short
+    wait or parks them for a long one, spending no attempt; a write in doubt parks them past
+    ``IN_DOUBT_DELAY`` (they come back into a batch and reconcile by key); another transient
+    failure retries the batch with backoff, and a call whose attempts are spent, a rejected
+    record, a busy lock or a permanent or credentials error go to ``sync_call``, whose retries
+    and dead letters apply.
     """
     runtime = get_runtime()
     store = runtime.store
+    guard = _guard(store)
     window = batch.batch_window(runtime.pool, instance) if scheduled else 0.0
-    outcome = batch.flush(store, runtime.pool, instance, window=window)
-    if outcome.postpone:
-        sync_batch.apply_async(args=[instance], countdown=outcome.postpone)
-        return f"postponed {outcome.postpone:.2f} s"
-    single = list(outcome.single)
+
+    def next_batch() -> None:  # more calls than one batch: the next goes in another lane
+        if batch.claim_flush(store, instance, batch.batch_window(runtime.pool, instance)):
+            schedule_flush(instance)
+
+    # While whole batches are waiting (a burst), this task flushes them one after another
+    # instead of queueing a task per batch behind the burst's events; bounded in time.
+    deadline = time.monotonic() + INLINE_FLUSHES_FOR
+    counts = {"synced": 0, "alone": 0, "parked": 0}
+    first = True
+    while True:
+        outcome = batch.flush(
+            store,
+            runtime.pool,
+            instance,
+            window=window if first else 0.0,
+            guard=guard,
+            on_more=next_batch if first else None,
+        )
+        if outcome.postpone:
+            schedule_flush(instance, countdown=outcome.postpone)
+            break
+        _batch_done(store, runtime.pool, guard, instance, outcome, attempt=attempt, counts=counts)
+        if outcome.error is not None or not outcome.full or time.monotonic() > deadline:
+            if outcome.more:
+                schedule_flush(instance, kwargs={"scheduled": False})
+            break
+        first = False
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+# KEYS: the queue.  ARGV: task id, how deep to look.  Moves the message to the consumer's end.
+_JUMP_QUEUE = """
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]))
+for _, item in ipairs(items) do
+  if string.find(item, ARGV[1], 1, true) then
+    redis.call('LREM', KEYS[1], 1, item)
+    redis.call('RPUSH', KEYS[1], item)
+    return 1
+  end
+end
+return 0
+"""
+#: How far from the publishing end a just-published flush is looked for (a burst's webhooks
+#: are pushed meanwhile).
+JUMP_DEPTH = 500
+_broker_clients: dict[str, redis.Redis] = {}
+"""One client per broker URL in this process (cleared after a fork)."""
+
+
+def schedule_flush(instance: str, **options: Any) -> None:
+    """Publish a ``sync_batch`` that is taken before the messages already queued.
+
+    In a burst the queue holds thousands of ``process_event`` messages; a flush published
+    behind them would wait for all of them, so batches would only start once every event was
+    merged. On a Redis broker the flush message is moved to the consumer's end of the list (in
+    one Lua call: it stays in the list throughout, so it cannot be lost; an ETA is honoured
+    by the worker as usual). Other brokers get the plain ``apply_async``.
+    """
+    result = sync_batch.apply_async(args=[instance], **options)
+    url = str(app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return
+    try:
+        client = _broker_clients.get(url)
+        if client is None:
+            client = _broker_clients[url] = redis.Redis.from_url(url, socket_timeout=5)
+        client.eval(_JUMP_QUEUE, 1, app.conf.task_default_queue, str(result.id), JUMP_DEPTH)
+    except redis.RedisError as exc:  # still queued, only not first: never worth failing for
+        log.warning("flush not moved ahead of the queue", error=str(exc))
+
+
+def _batch_done(
+    store: StateStore,
+    pool: Any,
+    guard: Guard,
+    instance: str,
+    outcome: batch.BatchOutcome,
+    *,
+    attempt: int,
+    counts: dict[str, int],
+) -> None:
+    """Park the calls in doubt, handle a failure, send the calls that must go alone."""
+    bound = log.bind(connector=instance)
+    now = time.time()
+    single = [(key, 0) for key in outcome.single]
+    for key, wait in outcome.waiting.items():
+        _park(guard, instance, key, now + wait, now, 0, "in_doubt", bound.bind(call_key=key))
+    if outcome.error is not None:
+        single += _batch_failed(store, pool, guard, instance, outcome, attempt=attempt)
+    for call_key, tries in single:
+        sync_call.apply_async(
+            args=[instance, call_key], kwargs={"first_seen": time.time(), "attempt": tries}
+        )
+    counts["synced"] += len(outcome.synced)
+    counts["alone"] += len(single)
+    counts["parked"] += len(outcome.waiting)
+
+
+def _batch_failed(
+    store: StateStore,
+    pool: Any,
+    guard: Guard,
+    instance: str,
+    outcome: batch.BatchOutcome,
+    *,
+    attempt: int,
+) -> list[tuple[str, int]]:
+    """Requeue, park or retry the calls of a failed flush; those for ``sync_call`` (with the
+    attempts they have spent)."""
     exc = outcome.error
-    if exc is not None:
-        spec = runtime.pool.instance(instance)
-        if isinstance(exc, RetryableError) and attempt + 1 < spec.max_attempts:
-            batch.requeue(store, instance, outcome.failed)
-            delay = backoff_delay(attempt, exc.retry_after)
-            log.warning(
-                "batch failed: will retry", connector=instance, reason=exc.reason, delay=delay
+    assert exc is not None
+    failed = list(outcome.failed)
+    bound = log.bind(connector=instance, reason=exc.reason, error=str(exc), calls=len(failed))
+    now = time.time()
+    if isinstance(exc, Deferred | QuotaExhausted):  # not the calls' fault: no attempt spent
+        wait = exc.retry_after or 0.0
+        if wait <= DEFER_INLINE:
+            batch.requeue(store, instance, failed)
+            schedule_flush(
+                instance,
+                kwargs={"attempt": attempt, "scheduled": False},
+                countdown=wait + random.random(),
             )
-            sync_batch.apply_async(
-                args=[instance],
-                kwargs={"attempt": attempt + 1, "scheduled": False},
-                countdown=delay,
-            )
-        else:
-            single += outcome.failed
-    if outcome.more:
-        sync_batch.apply_async(args=[instance], kwargs={"scheduled": False})
-    for call_key in single:
-        sync_call.apply_async(args=[instance, call_key], kwargs={"first_seen": time.time()})
-    return f"synced {len(outcome.synced)}, alone {len(single)}"
+            return []
+        why = exc.why if isinstance(exc, Deferred) else exc.reason
+        for key in failed:
+            _park(guard, instance, key, now + wait, now, 0, why, bound.bind(call_key=key))
+        return []
+    if not isinstance(exc, RetryableError):
+        return [(key, 0) for key in failed]  # permanent, credentials, expired auth: alone
+    # One fault fails a whole batch: after a few, a call goes on alone, with sync_call's own
+    # budget (max_attempts, max_age), so correlated failures never dead-letter a batch at once.
+    limit = min(pool.instance(instance).max_attempts, BATCH_ATTEMPTS)
+    tries = batch.count_failures(store, instance, failed)
+    spent = [k for k, n in tries.items() if n >= limit]
+    again = [k for k, n in tries.items() if n < limit]
+    single = [(k, 0) for k in spent]
+    batch.forget_failures(store, instance, spent)
+    if in_doubt(exc):
+        # The write may still land: park past the doubt; when due the calls come back into a
+        # batch whose connector searches for them by key before writing.
+        due = now + guard_module.IN_DOUBT_DELAY
+        bound.warning("batch write in doubt: calls parked", wait=guard_module.IN_DOUBT_DELAY)
+        for key in again:
+            _park(guard, instance, key, due, now, tries[key], "in_doubt", bound.bind(call_key=key))
+        return single
+    delay = backoff_delay(attempt, exc.retry_after)
+    if exc.retry_after is not None and exc.retry_after > MAX_COUNTDOWN:
+        for key in again:
+            _park(guard, instance, key, now + exc.retry_after, now, tries[key], exc.reason, bound)
+        return single
+    batch.requeue(store, instance, again)
+    bound.warning("batch failed: will retry", delay=delay)
+    schedule_flush(instance, kwargs={"attempt": attempt + 1, "scheduled": False}, countdown=delay)
+    return single
 
 
 def _circuit_settings(pool: Any, instance: str) -> CircuitSettings:
@@ -479,6 +619,21 @@ def enqueue_sync(instance: str, call_key: str, first_seen: float, attempt: int) 
     sync_call.apply_async(
         args=[instance, call_key], kwargs={"first_seen": first_seen, "attempt": attempt}
     )
+
+
+def batch_enqueue(store: StateStore, pool: Any) -> Enqueue:
+    """The scheduler's enqueue: a call of a batching instance (parked, or found unsynced by the
+    reconciler) goes back into its instance's batch, so work parked behind an outage or a
+    doubt comes back in batches; others get a ``sync_call``."""
+
+    def enqueue(instance: str, call_key: str, first_seen: float, attempt: int) -> None:
+        if instance in pool.config.connectors and (window := batch.batch_window(pool, instance)):
+            if batch.queue_call(store, instance, call_key, window):
+                schedule_flush(instance, countdown=window)
+            return
+        enqueue_sync(instance, call_key, first_seen, attempt)
+
+    return enqueue
 
 
 def _dead_letter(
@@ -538,10 +693,13 @@ def _start_scheduler(**_: Any) -> None:
         return
     from acw_sync.config import load_config
     from acw_sync.runtime import state_url
+    from acw_sync.sync import ConnectorPool
 
     store = StateStore.from_url(state_url())
     _warn_unless_durable(store)
-    _scheduler = Scheduler(store, load_config(), enqueue_sync, republish=republish_event)
+    config = load_config()
+    enqueue = batch_enqueue(store, ConnectorPool(config))
+    _scheduler = Scheduler(store, config, enqueue, republish=republish_event)
     _scheduler.start()
     log.info("scheduler started", interval=_scheduler.interval)
 

@@ -41,6 +41,7 @@ HUBSPOT = """  hs:
       on_none: create
       cache_ttl: 30
     max_attempts: 12
+    batch_window: %(window)s
     rate_limit:
       requests: 2000
       per: 10
@@ -73,14 +74,17 @@ def _hubspot_audit(emulator: HubSpotEmulator) -> object:
 
 
 @pytest.mark.parametrize(
+    "window", [pytest.param(0.0, id="single"), pytest.param(0.25, id="batched")]
+)
+@pytest.mark.parametrize(
     "n", [pytest.param(200, id="ci"), pytest.param(1000, id="long", marks=pytest.mark.slow)]
 )
 def test_hubspot_emulator_faults_and_a_healthy_sandbox(
-    n: int, redis_url: str, tmp_path: Path
+    n: int, window: float, redis_url: str, tmp_path: Path
 ) -> None:
     emulator = HubSpotEmulator(tier=2000, search_per_second=40).start()
     emulator.add_private_app_token(TOKEN)
-    extra = HUBSPOT % {"token": TOKEN, "url": emulator.url}
+    extra = HUBSPOT % {"token": TOKEN, "url": emulator.url, "window": window}
     stack = start_stack(tmp_path, redis_url, workers=2, extra_connectors=extra)
     check_hs = _hubspot_audit(emulator)
     stop = threading.Event()
@@ -89,13 +93,21 @@ def test_hubspot_emulator_faults_and_a_healthy_sandbox(
         injected = {"502": 0, "429": 0, "401": 0, "slow": 0}
         rng = random.Random(3)
 
+        served = [0]
+
         def chaos() -> None:
-            # Faults spread in time (at most one every 0.4 s), whatever the stream's length.
+            # Faults spread in time (at most one every 0.4 s), whatever the stream's length,
+            # and over requests (at most one in four): armed before whatever request comes
+            # next, a fault every 0.4 s would fail every request of a quiet system, so a
+            # circuit's probe (2 s after it opened) would always fail and the last calls
+            # could never land, on either path.
             while not stop.wait(0.4):
                 with emulator.lock:
                     pending = sum(f.remaining for f in emulator.faults)
-                if pending >= 1:  # a fault rate, not a growing backlog of faults
+                    requests = len(emulator.log)
+                if pending >= 1 or requests - served[0] < 4:  # a rate, not a backlog
                     continue
+                served[0] = requests
                 kind = rng.choice(["502", "502", "429", "slow"])
                 if kind == "502":
                     emulator.inject("server_error", 1, status=502)
