@@ -449,9 +449,12 @@ def test_a_flush_is_taken_before_the_events_already_queued(
     configure_broker(redis_url)  # the app's connection pool stays open, as in test_publish
     publisher = RedisPublisher(redis_url)
     try:
-        publisher([_ended(n) for n in range(50)])
+        # One message per ingest batch (process_event for a lone event, process_events else).
+        for n in range(50):
+            publisher([_ended(n)] if n % 2 else [_ended(n), _ended(1000 + n)])
         schedule_flush("hs", countdown=0.3)
-        publisher([_ended(n) for n in range(50, 60)])
+        for n in range(50, 60):
+            publisher([_ended(n)])
         queued = redis_client.llen("acw")
         first = json.loads(redis_client.rpop("acw"))  # what a worker takes next (BRPOP)
     finally:

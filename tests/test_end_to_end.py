@@ -227,3 +227,36 @@ def test_bad_signature_is_401_and_nothing_enqueued(stack: Stack) -> None:
     assert stack.redis.exists("acw:events:generic:e2e-3") == 0
     assert stack.redis.exists("acw:dedupe:generic:e2e-3-x") == 0
     assert activities(stack, "generic:e2e-3") == []
+
+
+def test_concurrent_webhooks_go_out_in_batch_messages_and_all_sync(stack: Stack) -> None:
+    """Concurrent requests share a drain: their events go out as ``process_events`` messages
+    (one per drain batch) through this broker's publisher, and every call is synced once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t0 = datetime.now(UTC) - timedelta(minutes=2)
+    calls = [f"e2e-batch-{n}" for n in range(24)]
+    bodies = []
+    for n, call in enumerate(calls):
+        number = f"+1415555{n:04d}"
+        bodies.append(
+            (generic_body(call, "started", direction="inbound", customer_number=number,
+                          started_at=t0.isoformat()), f"{call}-a")
+        )  # fmt: skip
+        bodies.append(
+            (generic_body(call, "missed", direction="inbound", customer_number=number,
+                          ended_at=(t0 + timedelta(seconds=20)).isoformat()), f"{call}-b")
+        )  # fmt: skip
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(lambda b: send(stack, *b).status_code, bodies))
+    assert statuses == [202] * len(bodies)
+
+    def synced() -> bool:
+        keys = {a["key"] for a in stack.crm.query("SELECT key FROM activities")}
+        return all(f"generic:{c}" in keys for c in calls)
+
+    _wait(synced, 30, "every call of the burst", stack)
+    worker_log = (stack.logs / "worker.log").read_text()
+    assert "Task acw.process_events[" in worker_log, "no batch message reached the worker"
+    for call in calls:
+        assert len(activities(stack, f"generic:{call}")) == 1

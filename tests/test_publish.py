@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import kombu
 import pytest
 import redis
 
 from acw_sync.enqueue import Enqueuer
 from acw_sync.model import CallEvent
-from acw_sync.publish import RedisPublisher, publisher_for
+from acw_sync.publish import MAX_EVENTS_PER_MESSAGE, RedisPublisher, publisher_for
 from acw_sync.store import StateStore
 
 VOLATILE = {"id", "root_id", "correlation_id", "delivery_tag", "reply_to", "origin", "argsrepr"}
@@ -36,6 +37,18 @@ def _event(n: int, call: str = "c1") -> CallEvent:
     )
 
 
+@pytest.fixture
+def celery_app(redis_url: str) -> Iterator[Any]:
+    """The Celery app publishing to the test Redis; its connections closed afterwards."""
+    from acw_sync.tasks import app, configure_broker
+
+    configure_broker(redis_url)
+    yield app
+    kombu.pools.reset()  # closes the connections; the next user gets fresh pools
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 def _mask(message: dict[str, Any]) -> dict[str, Any]:
     def walk(value: Any) -> Any:
         if isinstance(value, dict):
@@ -48,22 +61,18 @@ def _mask(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_redis_message_is_what_apply_async_stores(
-    redis_client: redis.Redis, redis_url: str
+    redis_client: redis.Redis, redis_url: str, celery_app: Any
 ) -> None:
-    from acw_sync.tasks import app, configure_broker, process_event
+    from acw_sync.tasks import process_event
 
-    configure_broker(redis_url)
-    try:
-        event = _event(1).model_dump(mode="json")
-        process_event.apply_async(args=[event], retry=True)
-        [celery_raw] = redis_client.lrange("acw", 0, -1)
-        redis_client.delete("acw")
-        publisher = RedisPublisher(redis_url)
-        publisher([_event(1)])
-        [ours_raw] = redis_client.lrange("acw", 0, -1)
-        publisher.close()
-    finally:
-        app.pool.force_close_all()
+    event = _event(1).model_dump(mode="json")
+    process_event.apply_async(args=[event], retry=True)
+    [celery_raw] = redis_client.lrange("acw", 0, -1)
+    redis_client.delete("acw")
+    publisher = RedisPublisher(redis_url)
+    publisher([_event(1)])
+    [ours_raw] = redis_client.lrange("acw", 0, -1)
+    publisher.close()
     celery, ours = json.loads(celery_raw), json.loads(ours_raw)
     assert _mask(ours) == _mask(celery)
     assert (
@@ -71,13 +80,85 @@ def test_redis_message_is_what_apply_async_stores(
     )
 
 
-def test_one_lpush_keeps_the_batch_order(redis_client: redis.Redis, redis_url: str) -> None:
+def _bodies(raw: list[str]) -> list[tuple[str, list[str]]]:
+    """(task, event ids) of each message, in the order a worker's BRPOP takes them."""
+    out = []
+    for message in reversed(raw):
+        decoded = json.loads(message)
+        [arg] = json.loads(base64.b64decode(decoded["body"]))[0]
+        events = arg if isinstance(arg, list) else [arg]
+        out.append((decoded["headers"]["task"], [e["event_id"] for e in events]))
+    return out
+
+
+def test_a_batch_is_one_message_in_order(redis_client: redis.Redis, redis_url: str) -> None:
     publisher = RedisPublisher(redis_url)
     publisher([_event(n) for n in range(5)])
-    popped = [json.loads(redis_client.rpop("acw") or "") for _ in range(5)]
-    bodies = [json.loads(base64.b64decode(m["body"]))[0][0]["event_id"] for m in popped]
-    assert bodies == [f"ev-{n}" for n in range(5)]
     publisher.close()
+    assert _bodies(redis_client.lrange("acw", 0, -1)) == [
+        ("acw.process_events", [f"ev-{n}" for n in range(5)])
+    ]
+
+
+def test_large_batches_are_split_and_a_lone_event_stays_process_event(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    publisher = RedisPublisher(redis_url)
+    publisher([_event(n) for n in range(2 * MAX_EVENTS_PER_MESSAGE + 1)])
+    messages = _bodies(redis_client.lrange("acw", 0, -1))
+    redis_client.delete("acw")
+    publisher([_event(7)])
+    [alone] = _bodies(redis_client.lrange("acw", 0, -1))
+    publisher.close()
+    assert [(task, len(ids)) for task, ids in messages] == [
+        ("acw.process_events", MAX_EVENTS_PER_MESSAGE),
+        ("acw.process_events", MAX_EVENTS_PER_MESSAGE),
+        ("acw.process_event", 1),
+    ]
+    assert [i for _, ids in messages for i in ids] == [
+        f"ev-{n}" for n in range(2 * MAX_EVENTS_PER_MESSAGE + 1)
+    ]
+    assert alone == ("acw.process_event", ["ev-7"])
+
+
+def test_batch_message_is_what_apply_async_stores(
+    redis_client: redis.Redis, redis_url: str, celery_app: Any
+) -> None:
+    from acw_sync.tasks import process_events
+
+    events = [_event(1), _event(2, call="c2"), _event(3)]
+    process_events.apply_async(args=[[e.model_dump(mode="json") for e in events]], retry=True)
+    [celery_raw] = redis_client.lrange("acw", 0, -1)
+    redis_client.delete("acw")
+    publisher = RedisPublisher(redis_url)
+    publisher(events)
+    [ours_raw] = redis_client.lrange("acw", 0, -1)
+    publisher.close()
+    celery, ours = json.loads(celery_raw), json.loads(ours_raw)
+    assert _mask(ours) == _mask(celery)
+    assert (
+        ours["headers"]["id"] == ours["headers"]["root_id"] == ours["properties"]["correlation_id"]
+    )
+    assert "'event_id': 'ev-1'" in ours["headers"]["argsrepr"]
+    assert "(3 events)" in ours["headers"]["argsrepr"]
+
+
+def test_celery_publisher_sends_the_same_messages(
+    redis_client: redis.Redis, redis_url: str, celery_app: Any
+) -> None:
+    """The ``apply_async`` path (RabbitMQ, Sentinel) splits a batch as the fast path does."""
+    from acw_sync.publish import celery_publisher
+
+    events = [_event(n) for n in range(MAX_EVENTS_PER_MESSAGE + 1)]
+    celery_publisher()(events)
+    celery = redis_client.lrange("acw", 0, -1)
+    redis_client.delete("acw")
+    publisher = RedisPublisher(redis_url)
+    publisher(events)
+    ours = redis_client.lrange("acw", 0, -1)
+    publisher.close()
+    assert _bodies(celery) == _bodies(ours)
+    assert [_mask(json.loads(m)) for m in celery] == [_mask(json.loads(m)) for m in ours]
 
 
 def test_non_redis_brokers_use_celery() -> None:
@@ -209,9 +290,6 @@ def test_the_async_publish_pushes_what_the_sync_one_pushes(
     redis_client: redis.Redis, redis_url: str, store: StateStore
 ) -> None:
     publisher = RedisPublisher(redis_url)
-    publisher([_event(1)])
-    [sync_raw] = redis_client.lrange("acw", 0, -1)
-    redis_client.delete("acw")
     enqueuer = Enqueuer(store, publisher, publish_async=publisher.publish_async)
 
     async def run() -> list[Any]:
@@ -223,6 +301,36 @@ def test_the_async_publish_pushes_what_the_sync_one_pushes(
     assert [e.event_id for e in first.accepted] == ["ev-1", "ev-2"]
     assert again.accepted == [] and again.duplicates == ["ev-1"]
     raw = redis_client.lrange("acw", 0, -1)
+    redis_client.delete("acw")
+    publisher([_event(1), _event(2)])
+    [sync_batch_raw] = redis_client.lrange("acw", 0, -1)
     publisher.close()
-    assert len(raw) == 2
-    assert _mask(json.loads(raw[-1])) == _mask(json.loads(sync_raw))
+    assert len(raw) == 1  # the duplicate was not published
+    assert _mask(json.loads(raw[0])) == _mask(json.loads(sync_batch_raw))
+    assert _bodies(raw) == [("acw.process_events", ["ev-1", "ev-2"])]
+
+
+def test_each_request_is_answered_once_its_batch_message_is_on_the_queue(
+    redis_client: redis.Redis, redis_url: str, store: StateStore
+) -> None:
+    """Concurrent requests: when a request learns "accepted", a message carrying its events
+    is on the broker already (the server answers 202 only then)."""
+    publisher = RedisPublisher(redis_url)
+    enqueuer = Enqueuer(store, publisher, publish_async=publisher.publish_async)
+
+    def on_queue() -> set[str]:
+        return {i for _, ids in _bodies(redis_client.lrange("acw", 0, -1)) for i in ids}
+
+    async def request(n: int) -> tuple[list[str], set[str]]:
+        done = await enqueuer.enqueue("generic", [_event(2 * n, f"c{n}"), _event(2 * n + 1)])
+        return [e.event_id for e in done.accepted], on_queue()  # read as the answer goes out
+
+    async def run() -> list[tuple[list[str], set[str]]]:
+        return await asyncio.gather(*(request(n) for n in range(6)))
+
+    answers = asyncio.run(run())
+    publisher.close()
+    for accepted, queued in answers:
+        assert len(accepted) == 2 and set(accepted) <= queued
+    tasks = [task for task, _ in _bodies(redis_client.lrange("acw", 0, -1))]
+    assert len(tasks) < 6 and set(tasks) == {"acw.process_events"}  # batched, not per request

@@ -3,7 +3,8 @@
 Every request hands its parsed events to :meth:`Enqueuer.enqueue` and waits. One drain task per
 event loop takes everything waiting and, on the event loop, claims all the delivery ids and
 journals the claimed events in one Redis script (:class:`~acw_sync.claims.DeliveryClaims`),
-publishes them in one broker batch, answers every waiting request, then confirms the claims.
+publishes them in one broker batch (one ``process_events`` Celery message per up to 100 events,
+see :mod:`acw_sync.publish`), answers every waiting request, then confirms the claims.
 Under load the batches grow by themselves (everything that arrived during the previous flush goes
 in the next), so the cost per webhook falls as the rate rises; an idle server flushes a single
 request at once.

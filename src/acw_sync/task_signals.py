@@ -44,6 +44,7 @@ __all__ = ["call_fields"]
 log = structlog.get_logger("acw_sync.worker")
 
 PROCESS_EVENT = "acw.process_event"
+PROCESS_EVENTS = "acw.process_events"
 SYNC_CALL = "acw.sync_call"
 _TERMINAL = {"synced", "unchanged", "skipped", "unresolved", "not_ended", "unknown_call", "dead"}
 
@@ -123,7 +124,7 @@ def _after_task(
 ) -> None:
     running = _running.pop(task_id, None)
     try:
-        if task.name == PROCESS_EVENT:
+        if task.name in {PROCESS_EVENT, PROCESS_EVENTS}:
             with _guard("call figures"):  # the flag is taken: observe whatever the outcome
                 _observe_figures(task)
         if state != "SUCCESS":
@@ -136,6 +137,10 @@ def _after_task(
         elif task.name == PROCESS_EVENT:
             with _guard("postrun event"):
                 _event_done(fields.get("provider") or "?", str(retval))
+        elif task.name == PROCESS_EVENTS:
+            with _guard("postrun events"):  # per event, as if each had been its own task
+                for provider, result in getattr(task.request, "acw_events", None) or ():
+                    _event_done(provider, result)
     finally:
         clear_call()
         if running is not None:  # the task and these hooks: what the task cost this process
@@ -179,9 +184,12 @@ def _event_done(provider: str, result: str) -> None:
 
 def _observe_figures(task: Any) -> None:
     """An ended call's ACW figures, once per call: ``process_event`` leaves the record on
-    the request when it set the call's figures flag (with the record, in one round trip)."""
+    the request when it set the call's figures flag (with the record, in one round trip);
+    ``process_events`` leaves the list of them."""
     record = getattr(task.request, "acw_figures", None)
     if record is not None:
+        metrics.observe_call_figures(record)
+    for record in getattr(task.request, "acw_figures_many", None) or ():
         metrics.observe_call_figures(record)
 
 

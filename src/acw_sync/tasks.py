@@ -12,6 +12,9 @@ what a failure means:
   (:mod:`acw_sync.parking`), re-enqueued by the scheduler thread of the workers when due;
 * permanent, credentials, or attempts/age spent: the dead-letter store.
 
+``process_events`` runs ``process_event`` for each event of one ingest batch (one message for
+up to 100 events: Celery's cost per message is paid once per batch).
+
 Delivery is at-least-once: both tasks are idempotent (events are stored by id, CRM writes go
 through the ledger and the connectors' reconciliation by key).
 """
@@ -54,7 +57,15 @@ from acw_sync.runtime import get_runtime, reset_runtime
 from acw_sync.store import LockBusy, StateStore
 from acw_sync.sync import sync_call as run_sync
 
-__all__ = ["app", "backoff_delay", "enqueue_sync", "process_event", "sync_batch", "sync_call"]
+__all__ = [
+    "app",
+    "backoff_delay",
+    "enqueue_sync",
+    "process_event",
+    "process_events",
+    "sync_batch",
+    "sync_call",
+]
 
 log = structlog.get_logger("acw_sync.worker")
 
@@ -172,7 +183,13 @@ class StateTask(Task):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().__call__(*args, **kwargs)
+            if self.request_stack.top is None:  # called directly, not by a worker
+                return super().__call__(*args, **kwargs)
+            # Under the worker's tracer the message's request is on the stack already, as for
+            # a task without a custom __call__. Task.__call__ would push a copy over it, and
+            # what the task leaves on its request (process_event's ACW figures) would be
+            # popped with the copy before task_postrun reads it.
+            return self.run(*args, **kwargs)
         except INFRASTRUCTURE_ERRORS as exc:
             log.warning(
                 "infrastructure unavailable: message given back",
@@ -230,6 +247,74 @@ def process_event(self: Task, event: dict[str, Any]) -> str:
             sync_call.apply_async(args=[instance, record.key], kwargs={"first_seen": time.time()})
             log.info("sync queued", connector=instance, **fields)
     return "queued"
+
+
+@app.task(name="acw.process_events", bind=True, max_retries=None, base=StateTask)
+def process_events(self: Task, events: list[dict[str, Any]]) -> str:
+    """Merge the events of one ingest batch, each exactly as ``process_event`` merges it.
+
+    One message for many events saves the worker Celery's per-message cost. Each event runs
+    ``process_event``'s own code on its own: one that fails is published again as its own
+    ``process_event`` message (whose failure path then applies) and the others go on. A failure
+    of our infrastructure gives the whole message back (:class:`StateTask`); the events merged
+    before it are absorbed when it returns (stored by id; a second sync writes nothing).
+    """
+    results: list[tuple[str, str]] = []
+    figures: list[Any] = []
+    # task_signals counts each event and observes its call's figures, as for process_event.
+    self.request.acw_events, self.request.acw_figures_many = results, figures
+    for event in events:
+        fields = _event_fields(event)
+        with structlog.contextvars.bound_contextvars(**fields):
+            try:
+                result, record = _run_process_event(self.request, event)
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "event failed in its batch: published alone",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                # Counted by its own task, whose failure path (logs, metrics) then applies.
+                process_event.apply_async(args=[event])
+                continue
+        results.append((str(fields.get("provider") or "?"), result))
+        if record is not None:
+            figures.append(record)
+    alone = len(events) - len(results)
+    return f"{len(results)} merged, {alone} published alone" if alone else f"{len(results)} merged"
+
+
+def _event_fields(event: Any) -> dict[str, Any]:
+    """The event's log fields (whatever the message holds: a bad event is logged too)."""
+    if not isinstance(event, dict):
+        return {}
+    provider, call_id = event.get("provider"), event.get("call_id")
+    fields = {"event_id": event.get("event_id"), "provider": provider}
+    if provider and call_id:
+        fields["call_key"] = f"{provider}:{call_id}"
+    return {k: str(v) for k, v in fields.items() if v is not None}
+
+
+def _run_process_event(batch_request: Any, event: dict[str, Any]) -> tuple[str, Any]:
+    """``process_event``'s body for one event of a batch: its result, and the call's record
+    when its figures became due.
+
+    It runs with a request of its own that carries the batch's delivery info (a redelivered
+    batch is a redelivered event), so what it leaves on its request stays with this event.
+    """
+    process_event.push_request(
+        id=batch_request.id,
+        args=[event],
+        kwargs={},
+        delivery_info=batch_request.delivery_info,
+        hostname=batch_request.hostname,
+    )
+    try:
+        result = process_event.run(event)
+        return str(result), getattr(process_event.request, "acw_figures", None)
+    finally:
+        process_event.pop_request()
 
 
 @app.task(name="acw.sync_call", bind=True, max_retries=None, base=StateTask)
