@@ -236,6 +236,12 @@ def test_salesforce_follow_ups_in_one_collection_each_once(
     assert [getattr(r, "id", None) for r in again] == [getattr(r, "id", None) for r in first]
     assert not any(getattr(r, "created", True) for r in again)
     assert len(org.find("Task")) == 3
+    # Keys the core never sent before (fresh): created without the key query.
+    fresh = [TaskWrite(sample_followup(sample_call(), rule=f"f{n}"), fresh=True) for n in range(3)]
+    before = len(org.log)
+    assert all(getattr(r, "created", False) for r in connector.create_tasks(fresh))
+    assert len(org.log) - before == 1  # the collection only
+    assert len(org.find("Task")) == 6
 
 
 def test_at_most_batch_lanes_flushes_per_instance_at_a_time(
@@ -461,3 +467,51 @@ def test_a_flush_is_taken_before_the_events_already_queued(
         publisher.close()
     assert queued == 61
     assert first["headers"]["task"] == "acw.sync_batch" and first["headers"]["eta"]
+
+
+def _live(emulator: HubSpotEmulator, object_type: str) -> int:
+    with emulator.lock:
+        return sum(not o.archived for o in emulator.objects[object_type].values())
+
+
+def _missed(n: int) -> CallEvent:
+    return _ended(n, outcome="missed", answered_at=None)
+
+
+def test_follow_ups_of_a_batch_are_created_without_a_key_search_once(
+    store: StateStore, hs_emulator: HubSpotEmulator
+) -> None:
+    pool = _pool(hs_emulator)
+    _queue(store, _missed(1), _missed(2))
+    outcome = batch.flush(store, pool, "hs")
+    assert sorted(outcome.synced) == ["generic:call-1", "generic:call-2"]
+    assert hs_emulator.count("POST", "/tasks/search") == 0  # fresh keys: nothing to find
+    assert hs_emulator.count("POST", "/tasks/batch/create") == 1
+    assert _live(hs_emulator, "tasks") == 2
+    assert all(store.ledger("hs", f"generic:call-{n}").tasks for n in (1, 2))
+
+
+def test_a_follow_up_batch_that_timed_out_is_reconciled_not_created_again(
+    store: StateStore, hs_emulator: HubSpotEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task batch create whose answer was lost: the keys are no longer fresh, so once the
+    doubt is over the connector searches for them and finds what landed."""
+    from acw_sync import guard
+
+    monkeypatch.setattr(guard, "IN_DOUBT_DELAY", 2.0)
+    pool = _pool(hs_emulator)
+    pool.config.connectors["hs"].options["timeout"] = 0.5
+    keys = ["generic:call-1", "generic:call-2"]
+    _queue(store, _missed(1), _missed(2))
+    hs_emulator.inject("slow", 1, path="/tasks/batch/create", delay=1.5)
+    first = batch.flush(store, pool, "hs")
+    assert first.error is not None and guard.in_doubt(first.error)
+    time.sleep(2.1)  # the slow write has landed; the doubt is over
+    tasks_made = _live(hs_emulator, "tasks")
+    assert tasks_made == 2
+    batch.requeue(store, "hs", first.failed)
+    last = batch.flush(store, pool, "hs")
+    assert sorted(last.synced) == keys
+    assert hs_emulator.count("POST", "/tasks/search") >= 1  # not fresh: looked up by key
+    assert _live(hs_emulator, "tasks") == tasks_made  # found, not created again
+    assert all(store.ledger("hs", k).tasks for k in keys)

@@ -446,11 +446,15 @@ def _sync_locked(
         item.ledger.activity = result
     writes.send()  # every activity id in the ledger before the tasks are written
 
-    # Follow-up tasks: one batch for every rule not yet in a ledger.
+    # Follow-up tasks: one batch for every rule not yet in a ledger; fresh (created without
+    # searching the CRM for the key) only when no attempt to create it was recorded.
     task_writes: list[tuple[_Item, str, TaskWrite]] = []
     for item in written:
         for task in item.plan.tasks if item.plan else []:
             if task.rule not in item.ledger.tasks:
+                fresh = task.rule not in item.ledger.tasks_attempted
+                if fresh:
+                    writes.set(item.key, **{f"task_attempted:{task.rule}": 1})
                 task_writes.append(
                     (
                         item,
@@ -460,11 +464,13 @@ def _sync_locked(
                             customer=item.customer,
                             owner_id=item.owner_id,
                             activity=item.ledger.activity,
+                            fresh=fresh,
                         ),
                     )
                 )
     failed_tasks: set[str] = set()
     if task_writes:
+        writes.send()  # the attempt marks before the write
         made = connector.create_tasks([w for _, _, w in task_writes])
         outcome.requests += 1
         for (item, rule, _), ref in zip(task_writes, made, strict=True):

@@ -71,6 +71,8 @@ def ledger_from(raw: dict[str, str]) -> Ledger:
     for name, value in raw.items():
         if name.startswith("task:"):
             ledger.tasks[name[5:]] = CrmObjectRef.model_validate_json(value)
+        elif name.startswith("task_attempted:"):
+            ledger.tasks_attempted.add(name[15:])
     return ledger
 
 

@@ -112,6 +112,9 @@ class TaskWrite:
     owner_id: str | None = None
     existing: CrmObjectRef | None = None
     activity: CrmObjectRef | None = None
+    fresh: bool = False
+    """No earlier attempt can have written this task's key (the core recorded none): the
+    connector may create it without first searching the CRM for the key."""
 
 
 class Connector(abc.ABC):

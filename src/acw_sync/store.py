@@ -166,6 +166,8 @@ class Ledger:
     error: str | None = None
     attempted: bool = False
     """A CRM write of the activity was attempted (its answer may have been lost)."""
+    tasks_attempted: set[str] = field(default_factory=set)
+    """Rules whose follow-up task a batch tried to create (its answer may have been lost)."""
 
 
 class StateStore:
@@ -465,6 +467,8 @@ class StateStore:
         for name, value in raw.items():
             if name.startswith("task:"):
                 ledger.tasks[name[5:]] = CrmObjectRef.model_validate_json(value)
+            elif name.startswith("task_attempted:"):
+                ledger.tasks_attempted.add(name[15:])
         return ledger
 
     def ledger_set(self, instance: str, call_key: str, **values: Any) -> None:

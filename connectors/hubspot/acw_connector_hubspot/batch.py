@@ -166,11 +166,9 @@ class BatchWrites:
             else:
                 unknown.append(n)
         prop = self.settings.followup_key_property
-        found = (
-            self._find_by_key("tasks", prop, [items[n].task.key for n in unknown])
-            if unknown
-            else {}
-        )
+        # A fresh key was never sent before (the core recorded no attempt): nothing to find.
+        search = [items[n].task.key for n in unknown if not items[n].fresh]
+        found = self._find_by_key("tasks", prop, search) if search else {}
         creates = []
         for n in unknown:
             key = items[n].task.key

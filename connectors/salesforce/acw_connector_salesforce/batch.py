@@ -109,12 +109,14 @@ def create_tasks_chunk(
             )
         else:
             unknown.setdefault(item.task.key, i)
-    if unknown and field == "CallObject" and not conn.call_fields_supported:
-        for key, i in unknown.items():
+    # A fresh key was never sent before (the core recorded no attempt): nothing to find.
+    search = {k: i for k, i in unknown.items() if not chunk[i].fresh}
+    if search and field == "CallObject" and not conn.call_fields_supported:
+        for key, i in search.items():
             if (known := conn._written.get(key)) is not None:
                 out[i] = conn._task_ref(str(known), created=False)
-    elif unknown:
-        listed = ", ".join(soql_quote(k) for k in unknown)
+    elif search:
+        listed = ", ".join(soql_quote(k) for k in search)
         rows = conn.client.query(
             f"SELECT Id, {field} FROM Task WHERE {field} IN ({listed}) ORDER BY CreatedDate ASC",
             "reconciling a batch of follow-ups",
