@@ -93,9 +93,9 @@ def _eval(node: Any, record: dict[str, Any]) -> bool:
     _, name, op, value = node
     actual = record.get(name)
     if op == "in":
-        return _norm(actual) in {_norm(v) for v in value}
+        return _norm(actual) in value
     if op == "not in":
-        return _norm(actual) not in {_norm(v) for v in value}
+        return _norm(actual) not in value
     if op == "like":
         if actual is None:
             return False
@@ -202,7 +202,9 @@ class _Parser:
                 values.append(self.value())
             if not self.op(")"):
                 raise SoqlError("MALFORMED_QUERY", "expecting ) after IN list")
-            return ("cmp", name, "not in" if negated else "in", values)
+            # The list as a set of normalised values, once per query rather than per record.
+            members = frozenset(_norm(v) for v in values)
+            return ("cmp", name, "not in" if negated else "in", members)
         if negated:
             raise SoqlError("MALFORMED_QUERY", "NOT must precede IN here")
         if self.word("LIKE"):
