@@ -16,7 +16,9 @@ INGEST_COLUMNS = [
     ("webhooks_per_s", "webhooks/s"),
     ("p50_ms", "p50 ms"),
     ("p99_ms", "p99 ms"),
+    ("cpu_us", "server CPU µs/webhook"),
     ("healthz_per_s", "/healthz/s"),
+    ("healthz_cpu_us", "server CPU µs/healthz"),
     ("ratio", "webhooks ÷ /healthz"),
     ("non_202", "non-202"),
 ]
