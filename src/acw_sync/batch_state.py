@@ -14,7 +14,7 @@ import json
 import secrets
 from typing import Any, cast
 
-from acw_sync.model import CallEvent, CrmObjectRef, CustomerRef
+from acw_sync.model import CallEvent, CustomerRef
 from acw_sync.store import CALL_TTL, Ledger, StateStore
 
 __all__ = ["LedgerWrites", "cached_customers", "lock_calls", "read_calls", "unlock_calls"]
@@ -56,24 +56,7 @@ def unlock_calls(store: StateStore, instance: str, held: dict[str, str]) -> None
 
 def ledger_from(raw: dict[str, str]) -> Ledger:
     """A ledger from its hash, as ``StateStore.ledger`` reads it."""
-    ledger = Ledger()
-    if "activity" in raw:
-        ledger.activity = CrmObjectRef.model_validate_json(raw["activity"])
-    if "customer" in raw:
-        ledger.customer_resolved = True
-        if raw["customer"] != "null":
-            ledger.customer = CustomerRef.model_validate_json(raw["customer"])
-    ledger.version = raw.get("version")
-    ledger.state = raw.get("state")
-    ledger.error = raw.get("error")
-    ledger.synced_at = float(raw["synced_at"]) if "synced_at" in raw else None
-    ledger.attempted = "attempted" in raw
-    for name, value in raw.items():
-        if name.startswith("task:"):
-            ledger.tasks[name[5:]] = CrmObjectRef.model_validate_json(value)
-        elif name.startswith("task_attempted:"):
-            ledger.tasks_attempted.add(name[15:])
-    return ledger
+    return Ledger.from_hash(raw)
 
 
 def read_calls(

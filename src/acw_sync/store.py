@@ -169,6 +169,28 @@ class Ledger:
     tasks_attempted: set[str] = field(default_factory=set)
     """Rules whose follow-up task a batch tried to create (its answer may have been lost)."""
 
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> Ledger:
+        """The ledger stored in the hash ``{p}:ledger:{instance}:{call_key}``."""
+        ledger = cls()
+        if "activity" in raw:
+            ledger.activity = CrmObjectRef.model_validate_json(raw["activity"])
+        if "customer" in raw:
+            ledger.customer_resolved = True
+            if raw["customer"] != "null":
+                ledger.customer = CustomerRef.model_validate_json(raw["customer"])
+        ledger.version = raw.get("version")
+        ledger.state = raw.get("state")
+        ledger.error = raw.get("error")
+        ledger.synced_at = float(raw["synced_at"]) if "synced_at" in raw else None
+        ledger.attempted = "attempted" in raw
+        for name, value in raw.items():
+            if name.startswith("task:"):
+                ledger.tasks[name[5:]] = CrmObjectRef.model_validate_json(value)
+            elif name.startswith("task_attempted:"):
+                ledger.tasks_attempted.add(name[15:])
+        return ledger
+
 
 class StateStore:
     """Typed access to acw-sync's Redis state."""
@@ -451,25 +473,9 @@ class StateStore:
 
     # -- ledger -----------------------------------------------------------------------------
     def ledger(self, instance: str, call_key: str) -> Ledger:
-        raw = cast(dict[str, str], self.redis.hgetall(self.k("ledger", instance, call_key)))
-        ledger = Ledger()
-        if "activity" in raw:
-            ledger.activity = CrmObjectRef.model_validate_json(raw["activity"])
-        if "customer" in raw:
-            ledger.customer_resolved = True
-            if raw["customer"] != "null":
-                ledger.customer = CustomerRef.model_validate_json(raw["customer"])
-        ledger.version = raw.get("version")
-        ledger.state = raw.get("state")
-        ledger.error = raw.get("error")
-        ledger.synced_at = float(raw["synced_at"]) if "synced_at" in raw else None
-        ledger.attempted = "attempted" in raw
-        for name, value in raw.items():
-            if name.startswith("task:"):
-                ledger.tasks[name[5:]] = CrmObjectRef.model_validate_json(value)
-            elif name.startswith("task_attempted:"):
-                ledger.tasks_attempted.add(name[15:])
-        return ledger
+        return Ledger.from_hash(
+            cast(dict[str, str], self.redis.hgetall(self.k("ledger", instance, call_key)))
+        )
 
     def ledger_set(self, instance: str, call_key: str, **values: Any) -> None:
         """Record fields of the ledger. Models are stored as JSON; None as ``null``."""
