@@ -15,7 +15,7 @@ import secrets
 from typing import Any, cast
 
 from acw_sync.model import CallEvent, CustomerRef
-from acw_sync.store import CALL_TTL, Ledger, StateStore
+from acw_sync.store import CALL_TTL, Ledger, StateStore, ledger_fields
 
 __all__ = ["LedgerWrites", "cached_customers", "lock_calls", "read_calls", "unlock_calls"]
 
@@ -116,14 +116,7 @@ class LedgerWrites:
         self._pipe = store.redis.pipeline(transaction=False)
 
     def set(self, call_key: str, **values: Any) -> None:
-        mapping: dict[str, str] = {}
-        for name, value in values.items():
-            if value is None:
-                mapping[name] = "null"
-            elif hasattr(value, "model_dump_json"):
-                mapping[name] = value.model_dump_json()
-            else:
-                mapping[name] = str(value)
+        mapping = ledger_fields(values)
         key = self.store.k("ledger", self.instance, call_key)
         self._pipe.hset(key, mapping=cast(Any, mapping))
         self._pipe.expire(key, CALL_TTL)

@@ -42,7 +42,7 @@ import redis
 from acw_sync.merge import merge_events
 from acw_sync.model import CallEvent, CallRecord, CrmObjectRef, CustomerRef
 
-__all__ = ["Ledger", "LockBusy", "StateStore"]
+__all__ = ["Ledger", "LockBusy", "StateStore", "ledger_fields"]
 
 DEDUPE_TTL = 3 * 24 * 3600
 """Platforms redeliver for hours to days (Aircall 12 h, Event Streams 4 h, Stripe-style 3 d)."""
@@ -190,6 +190,19 @@ class Ledger:
             elif name.startswith("task_attempted:"):
                 ledger.tasks_attempted.add(name[15:])
         return ledger
+
+
+def ledger_fields(values: dict[str, Any]) -> dict[str, str]:
+    """Ledger hash fields for ``values``: models as JSON, None as ``null``, the rest as text."""
+    mapping: dict[str, str] = {}
+    for name, value in values.items():
+        if value is None:
+            mapping[name] = "null"
+        elif hasattr(value, "model_dump_json"):
+            mapping[name] = value.model_dump_json()
+        else:
+            mapping[name] = str(value)
+    return mapping
 
 
 class StateStore:
@@ -479,14 +492,7 @@ class StateStore:
 
     def ledger_set(self, instance: str, call_key: str, **values: Any) -> None:
         """Record fields of the ledger. Models are stored as JSON; None as ``null``."""
-        mapping: dict[str, str] = {}
-        for name, value in values.items():
-            if value is None:
-                mapping[name] = "null"
-            elif hasattr(value, "model_dump_json"):
-                mapping[name] = value.model_dump_json()
-            else:
-                mapping[name] = str(value)
+        mapping = ledger_fields(values)
         key = self.k("ledger", instance, call_key)
         # One round trip without MULTI/EXEC (a flush writes several fields per call): the TTL
         # only bounds the key's life, nothing reads the two commands as one.
