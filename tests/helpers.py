@@ -33,3 +33,22 @@ def signed_headers(
         "webhook-timestamp": str(int(when.timestamp())),
         "webhook-signature": signature,
     }
+
+
+def asgi_post_scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The ASGI ``http`` scope of a ``POST path`` from a loopback client, for driving an ASGI
+    app by hand (messages the test controls, such as a client gone mid-body)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }

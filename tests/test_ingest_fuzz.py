@@ -23,7 +23,7 @@ from acw_sync.model import CallEvent
 from acw_sync.openapi import openapi_document
 from acw_sync.server import Ingest, check_json_depth, create_app
 from acw_sync.store import StateStore
-from tests.helpers import SECRET, generic_body, signed_headers
+from tests.helpers import SECRET, asgi_post_scope, generic_body, signed_headers
 
 schema = schemathesis.openapi.from_dict(openapi_document(["generic"]))
 _ids = itertools.count()
@@ -223,20 +223,7 @@ def test_slow_body_is_408(store: StateStore, monkeypatch: pytest.MonkeyPatch) ->
     async def send(message: dict[str, Any]) -> None:
         messages.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/webhooks/generic",
-        "raw_path": b"/webhooks/generic",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = asgi_post_scope("/webhooks/generic", [(b"content-type", b"application/json")])
 
     async def main() -> None:
         with anyio.fail_after(5):

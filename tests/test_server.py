@@ -11,7 +11,7 @@ from acw_sync.config import AppConfig
 from acw_sync.model import CallEvent
 from acw_sync.server import Ingest, create_app
 from acw_sync.store import StateStore
-from tests.helpers import SECRET, generic_body, signed_headers
+from tests.helpers import SECRET, asgi_post_scope, generic_body, signed_headers
 
 
 class Recorder:
@@ -281,20 +281,7 @@ def test_a_client_gone_before_its_body_ends_gets_400(store: StateStore) -> None:
     async def send(message: dict[str, object]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/webhooks/generic",
-        "raw_path": b"/webhooks/generic",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"h")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = asgi_post_scope("/webhooks/generic", [(b"host", b"h")])
     anyio.run(app, scope, receive, send)  # type: ignore[arg-type]
     assert sent[0]["status"] == 400
     assert b"disconnected" in sent[1]["body"]  # type: ignore[operator]
