@@ -51,15 +51,36 @@ CLAIM_TTL = 600
 CALL_TTL = 30 * 24 * 3600
 """How long a call's events are kept after its last event."""
 
-_SAVE_RECORD = """
-local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '-1')
-if tonumber(ARGV[1]) >= n then
-  redis.call('HSET', KEYS[1], 'n', ARGV[1], 'json', ARGV[2])
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  return 1
+# Lua shared by the scripts below. save_if_newer: the call record, unless the stored one was
+# merged from more events. merged: the recent-calls index, the inbox entry done and, for an
+# ended call, the "ACW figures observed" flag (1 when this call set it).
+_LUA_RECORD = """
+local function save_if_newer(key, n, json, ttl)
+  local stored = tonumber(redis.call('HGET', key, 'n') or '-1')
+  if tonumber(n) >= stored then
+    redis.call('HSET', key, 'n', n, 'json', json)
+    redis.call('EXPIRE', key, ttl)
+    return 1
+  end
+  return 0
 end
-return 0
+local function merged(recent, score, call_key, inbox, index, event_id, figures, ttl)
+  redis.call('ZADD', recent, score, call_key)
+  redis.call('HDEL', inbox, event_id)
+  redis.call('ZREM', index, event_id)
+  if figures and redis.call('SET', figures, '1', 'NX', 'EX', ttl) then
+    return 1
+  end
+  return 0
+end
 """
+
+_SAVE_RECORD = (
+    _LUA_RECORD
+    + """
+return save_if_newer(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+"""
+)
 
 _ADD_EVENT = """
 local added = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
@@ -69,43 +90,29 @@ return {added, redis.call('HVALS', KEYS[1])}
 
 # The record (as _SAVE_RECORD), the recent-calls index, the inbox entry done, and, for an
 # ended call, the "ACW figures observed" flag (KEYS[5], optional): one EVALSHA.
-_SAVE_MERGED = """
-local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '-1')
-if tonumber(ARGV[1]) >= n then
-  redis.call('HSET', KEYS[1], 'n', ARGV[1], 'json', ARGV[2])
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-end
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
-redis.call('HDEL', KEYS[3], ARGV[6])
-redis.call('ZREM', KEYS[4], ARGV[6])
-if KEYS[5] and redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[3]) then
-  return 1
-end
-return 0
+_SAVE_MERGED = (
+    _LUA_RECORD
+    + """
+save_if_newer(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+return merged(KEYS[2], ARGV[4], ARGV[5], KEYS[3], KEYS[4], ARGV[6], KEYS[5], ARGV[3])
 """
+)
 
 # _ADD_EVENT, and when the call's events are then exactly the ones the caller merged (its
 # event is new and the count matches: stored events are never replaced), _SAVE_MERGED with
 # the caller's record. Reply {added, 1, figures} when saved, else {added, 0, 0, events}.
-_ADD_AND_SAVE = """
+_ADD_AND_SAVE = (
+    _LUA_RECORD
+    + """
 local added = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 if added == 0 or redis.call('HLEN', KEYS[1]) ~= tonumber(ARGV[4]) then
   return {added, 0, 0, redis.call('HVALS', KEYS[1])}
 end
-local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '-1')
-if tonumber(ARGV[4]) >= n then
-  redis.call('HSET', KEYS[2], 'n', ARGV[4], 'json', ARGV[5])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-end
-redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7])
-redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('ZREM', KEYS[5], ARGV[1])
-if KEYS[6] and redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[3]) then
-  return {added, 1, 1}
-end
-return {added, 1, 0}
+save_if_newer(KEYS[2], ARGV[4], ARGV[5], ARGV[3])
+return {added, 1, merged(KEYS[3], ARGV[6], ARGV[7], KEYS[4], KEYS[5], ARGV[1], KEYS[6], ARGV[3])}
 """
+)
 
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
